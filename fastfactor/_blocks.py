@@ -1,0 +1,67 @@
+"""Parameter blocks: their shapes, and array views in the shapes the kernels take."""
+
+import math
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def normalize_shapes(shapes):
+    """``shapes`` as ``(list of shape tuples, single)``.
+
+    A shape is an int or a sequence of ints; ``shapes`` is one shape (``single`` is
+    True) or a sequence of shapes. A sequence of ints is one shape, as in NumPy:
+    several vector blocks are written ``[(3,), (4,)]``.
+    """
+    if _is_shape(shapes):
+        return [_as_shape(shapes)], True
+    try:
+        items = list(shapes)
+    except TypeError:
+        raise TypeError(
+            f"shapes must be a shape (an int or a tuple of ints) or a list of shapes, got {shapes!r}"
+        ) from None
+    if not items:
+        raise ValueError("shapes is empty: give at least one block shape, e.g. shapes=[(n, m), (m,)]")
+    out = []
+    for item in items:
+        if not _is_shape(item):
+            raise TypeError(f"each entry of shapes must be a shape (an int or a tuple of ints), got {item!r}")
+        out.append(_as_shape(item))
+    return out, False
+
+
+def _is_shape(obj):
+    if isinstance(obj, numbers.Integral) and not isinstance(obj, bool):
+        return True
+    if isinstance(obj, (tuple, list)):
+        return all(isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in obj)
+    return False
+
+
+def _as_shape(obj):
+    shape = (int(obj),) if isinstance(obj, numbers.Integral) else tuple(int(d) for d in obj)
+    if any(d < 0 for d in shape):
+        raise ValueError(f"a block shape has a negative dimension: {shape}")
+    return shape
+
+
+def block_size(shape):
+    return math.prod(shape)
+
+
+def kernel_shape(shape, factored):
+    """The shape a kernel takes: ``(B, n, m)`` for a factored block, ``(size,)`` otherwise."""
+    if factored:
+        return (block_size(shape[:-2]), shape[-2], shape[-1])
+    return (block_size(shape),)
+
+
+def reshaped_view(a, shape):
+    """``a`` reshaped to ``shape`` as a view of the same memory, or None if that needs a copy."""
+    v = a.reshape(shape)
+    if v.size and not np.may_share_memory(v, a):
+        return None
+    return v

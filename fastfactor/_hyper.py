@@ -1,0 +1,96 @@
+"""Adafactor's hyper-parameters: defaults, validation and the per-step schedules."""
+
+import math
+import numbers
+from dataclasses import asdict, dataclass
+from typing import Callable, Optional, Union
+
+LrType = Union[None, float, Callable[[int], float]]
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """Validated hyper-parameters of one optimizer (see ``Adafactor`` for their meaning)."""
+
+    lr: LrType = None
+    eps1: float = 1e-30
+    eps2: float = 1e-3
+    clip_threshold: float = 1.0
+    decay_rate: float = -0.8
+    beta1: Optional[float] = None
+    weight_decay: float = 0.0
+    scale_parameter: bool = True
+    warmup_init: bool = False
+    min_dim_size_to_factor: int = 1
+
+    def __post_init__(self):
+        _check_lr(self.lr)
+        _check_real("eps1", self.eps1, lo=0.0)
+        _check_real("eps2", self.eps2, lo=0.0)
+        _check_real("clip_threshold", self.clip_threshold, lo=0.0, lo_open=True)
+        _check_real("decay_rate", self.decay_rate)
+        if self.decay_rate >= 0:
+            raise ValueError(
+                f"decay_rate must be negative (beta2_t = 1 - t**decay_rate), got {self.decay_rate!r}; "
+                "the default is -0.8")
+        _check_real("weight_decay", self.weight_decay, lo=0.0)
+        if self.beta1 is not None:
+            _check_real("beta1", self.beta1, lo=0.0)
+            if not self.beta1 < 1.0:
+                raise ValueError(f"beta1 must be in [0, 1) or None, got {self.beta1!r}")
+        for name in ("scale_parameter", "warmup_init"):
+            if not isinstance(getattr(self, name), (bool, numbers.Integral)):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        if self.warmup_init and self.lr is not None:
+            raise ValueError(
+                "warmup_init=True applies to the relative step only: pass lr=None "
+                f"(got lr={self.lr!r})")
+        k = self.min_dim_size_to_factor
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ValueError(f"min_dim_size_to_factor must be an integer >= 1, got {k!r}")
+
+    def as_dict(self):
+        return asdict(self)
+
+    def rho(self, t):
+        """The relative step size rho_t at step ``t`` (1-based)."""
+        lr = self.lr
+        if lr is None:
+            if self.warmup_init:
+                return min(1e-6 * t, 1.0 / math.sqrt(t))
+            return min(1e-2, 1.0 / math.sqrt(t))
+        if callable(lr):
+            value = lr(t)
+            if not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
+                raise ValueError(f"the lr schedule returned {value!r} at step {t}; it must return a positive finite float")
+            return float(value)
+        return float(lr)
+
+    def beta2(self, t):
+        """The second-moment decay beta2_t = 1 - t**decay_rate (0 at t = 1)."""
+        return 1.0 - t ** self.decay_rate
+
+    def factored(self, shape):
+        """Whether a block of ``shape`` keeps a factored (row/column) second moment."""
+        k = self.min_dim_size_to_factor
+        return len(shape) >= 2 and shape[-2] >= k and shape[-1] >= k
+
+
+def _check_lr(lr):
+    if lr is None or callable(lr):
+        return
+    _check_real("lr", lr, lo=0.0, lo_open=True,
+                hint="; pass None for the relative step, a positive float, or a callable t -> rho_t")
+
+
+def _check_real(name, value, lo=None, lo_open=False, hint=""):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}{hint}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}{hint}")
+    if lo is not None and (value <= lo if lo_open else value < lo):
+        bound = f"> {lo}" if lo_open else f">= {lo}"
+        raise ValueError(f"{name} must be {bound}, got {value!r}{hint}")
+
+
+HYPER_NAMES = tuple(Hyper.__dataclass_fields__)

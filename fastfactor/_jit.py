@@ -1,0 +1,31 @@
+"""Numba decorator defaults, in one place.
+
+Every kernel is compiled lazily (nothing compiles at import), cached on disk so a
+second process does not pay the compile cost again, with ``fastmath`` off so that
+results follow IEEE rules, and ``nogil`` so that threads can step blocks side by side.
+"""
+
+import numba
+
+_DEFAULTS = dict(cache=True, fastmath=False, nogil=True, error_model="numpy")
+
+#: Blocks with at least this many elements use the ``prange`` (parallel) kernels;
+#: smaller ones stay serial, where thread start-up would cost more than it saves.
+PARALLEL_MIN_SIZE = 1 << 16
+
+
+def jit(func):
+    """Compile ``func`` serially (``prange`` runs as ``range``)."""
+    return numba.njit(**_DEFAULTS)(func)
+
+
+def jit_parallel(func):
+    """Compile ``func`` with ``parallel=True`` (``prange`` splits across threads)."""
+    return numba.njit(parallel=True, **_DEFAULTS)(func)
+
+
+def n_chunks(size, rows):
+    """Number of row chunks to split a block of ``size`` elements and ``rows`` rows into."""
+    if size < PARALLEL_MIN_SIZE:
+        return 1
+    return max(1, min(numba.get_num_threads(), rows))

@@ -1,0 +1,239 @@
+"""``Adafactor``: the stateful stepper."""
+
+import copy
+
+import numpy as np
+
+from . import cpu
+from ._blocks import FLOAT_DTYPES, block_size, kernel_shape, normalize_shapes, reshaped_view
+from ._hyper import HYPER_NAMES, Hyper
+
+DEVICES = ("cpu", "cuda")
+
+
+def check_device(device):
+    if device not in DEVICES:
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if device == "cuda":
+        raise NotImplementedError("device='cuda' is not available in this version")
+    return device
+
+
+class Adafactor:
+    """Adafactor optimizer state for a fixed list of parameter blocks.
+
+    Each call to :meth:`step` applies one Adafactor update (Shazeer & Stern 2018) to
+    every block, in place. Blocks with ``ndim >= 2`` keep a second moment factored
+    over their last two axes (leading axes are a batch); vectors keep a full one.
+
+    Parameters
+    ----------
+    shapes : int, tuple of int, or sequence of those
+        The shape of the one block, or the shapes of several blocks (a list of
+        tuples: ``[(n, m), (m,)]``).
+    lr : None, float or callable, optional
+        None (default): the relative step ``rho_t = min(1e-2, 1/sqrt(t))``. A positive
+        float: a fixed ``rho``. A callable ``t -> rho_t``: a schedule (``t`` starts at 1).
+    eps1 : float, optional
+        Added to ``g**2`` in the second moment (default 1e-30).
+    eps2 : float, optional
+        Lower bound of the parameter scale ``RMS(x)`` (default 1e-3).
+    clip_threshold : float, optional
+        Update clipping threshold ``d`` (default 1.0).
+    decay_rate : float, optional
+        ``beta2_t = 1 - t**decay_rate`` (default -0.8); must be negative.
+    beta1 : float or None, optional
+        First-moment coefficient in ``[0, 1)``; None (default) keeps no first moment.
+    weight_decay : float, optional
+        Decoupled weight decay, scaled by the step size alpha_t (default 0).
+    scale_parameter : bool, optional
+        Scale the step by ``max(eps2, RMS(x))`` (default True).
+    warmup_init : bool, optional
+        Relative step ``min(1e-6 t, 1/sqrt(t))`` instead (default False; needs lr=None).
+    min_dim_size_to_factor : int, optional
+        A block with ``ndim >= 2`` is factored only when both of its last two axes
+        are at least this long (default 1: always).
+    device : {"cpu", "cuda"}, optional
+        Where the steps run (default "cpu").
+
+    Notes
+    -----
+    State is allocated at the first step, in the parameters' dtype (float32 or
+    float64). A factored ``(..., n, m)`` block keeps ``(..., n)`` + ``(..., m)``
+    numbers, plus a full first moment only when ``beta1`` is set.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastfactor import Adafactor
+    >>> W, b = np.ones((4, 3)), np.zeros(3)
+    >>> opt = Adafactor([(4, 3), (3,)], lr=0.1, scale_parameter=False)
+    >>> _ = opt.step([W, b], [np.ones((4, 3)), -np.ones(3)])
+    >>> W[0], b
+    (array([0.9, 0.9, 0.9]), array([0.1, 0.1, 0.1]))
+    """
+
+    def __init__(self, shapes, *, lr=None, eps1=1e-30, eps2=1e-3, clip_threshold=1.0,
+                 decay_rate=-0.8, beta1=None, weight_decay=0.0, scale_parameter=True,
+                 warmup_init=False, min_dim_size_to_factor=1, device="cpu"):
+        self.shapes, self._single = normalize_shapes(shapes)
+        self.hyper = Hyper(lr=lr, eps1=eps1, eps2=eps2, clip_threshold=clip_threshold,
+                           decay_rate=decay_rate, beta1=beta1, weight_decay=weight_decay,
+                           scale_parameter=scale_parameter, warmup_init=warmup_init,
+                           min_dim_size_to_factor=min_dim_size_to_factor)
+        self.device = check_device(device)
+        self.factored = [self.hyper.factored(s) for s in self.shapes]
+        self.t = 0
+        self.dtype = None
+        self._state = None
+
+    def __repr__(self):
+        shapes = self.shapes[0] if self._single else self.shapes
+        return f"Adafactor({shapes!r}, t={self.t})"
+
+    # --- state -----------------------------------------------------------------
+    def _allocate(self, dtype):
+        state = []
+        for shape, factored in zip(self.shapes, self.factored):
+            ks = kernel_shape(shape, factored)
+            block = {}
+            if factored:
+                block["row"] = np.zeros(ks[:2], dtype)
+                block["col"] = np.zeros((ks[0], ks[2]), dtype)
+            else:
+                block["v"] = np.zeros(ks, dtype)
+            block["m"] = np.zeros(ks if self.hyper.beta1 is not None else (0,) * len(ks), dtype)
+            state.append(block)
+        self.dtype = np.dtype(dtype)
+        self._state = state
+
+    def state_dict(self):
+        """The optimizer's state as a plain, picklable dict (copies).
+
+        Keys: ``"t"`` (steps taken), ``"shapes"``, ``"hyper"`` (the hyper-parameters)
+        and ``"blocks"``: per block, ``"row"`` (shape ``(..., n)``) and ``"col"``
+        (``(..., m)``) for a factored block or ``"v"`` (the block's shape) for an
+        unfactored one, and ``"m"`` (the first moment) when ``beta1`` is set.
+        """
+        blocks = []
+        for shape, factored, st in zip(self.shapes, self.factored, self._state or []):
+            out = {}
+            if factored:
+                out["row"] = st["row"].reshape(shape[:-1]).copy()
+                out["col"] = st["col"].reshape(shape[:-2] + shape[-1:]).copy()
+            else:
+                out["v"] = st["v"].reshape(shape).copy()
+            if self.hyper.beta1 is not None:
+                out["m"] = st["m"].reshape(shape).copy()
+            blocks.append(out)
+        return {"t": self.t, "shapes": [tuple(s) for s in self.shapes],
+                "hyper": copy.copy(self.hyper.as_dict()), "blocks": blocks}
+
+    def load_state_dict(self, state):
+        """Restore a state from :meth:`state_dict` (the arrays are copied in).
+
+        The shapes and the factoring must match this optimizer's; the
+        hyper-parameters are this optimizer's own (not taken from ``state``).
+        """
+        shapes = [tuple(s) for s in state["shapes"]]
+        if shapes != self.shapes:
+            raise ValueError(f"state is for shapes {shapes}, this optimizer has {self.shapes}")
+        t = int(state["t"])
+        blocks = state["blocks"]
+        if t == 0 or not blocks:
+            self.t, self._state, self.dtype = t, None, None
+            return
+        dtype = np.asarray(blocks[0]["row" if self.factored[0] else "v"]).dtype
+        if dtype not in FLOAT_DTYPES:
+            raise TypeError(f"state arrays must be float32 or float64, got {dtype}")
+        self._allocate(dtype)
+        for shape, st, saved in zip(self.shapes, self._state, blocks):
+            keys = [k for k in st if k != "m" or self.hyper.beta1 is not None]
+            for key in keys:
+                if key not in saved:
+                    raise ValueError(f"state block for shape {shape} lacks {key!r}")
+                arr = np.asarray(saved[key])
+                if arr.size != st[key].size:
+                    raise ValueError(f"state {key!r} of block {shape} has {arr.size} elements, expected {st[key].size}")
+                st[key][...] = arr.reshape(st[key].shape)
+        self.t = t
+
+    # --- stepping --------------------------------------------------------------
+    def step(self, params, grads):
+        """Apply one update to ``params`` in place, using ``grads``; returns ``params``.
+
+        ``params`` and ``grads`` are one array each (when the optimizer has one
+        block) or lists matching ``shapes``. Parameters must be writeable float32
+        or float64 arrays (any memory layout); gradients are converted to the
+        parameters' dtype.
+        """
+        ps = [params] if self._single and not isinstance(params, (list, tuple)) else list(params)
+        gs = [grads] if self._single and not isinstance(grads, (list, tuple)) else list(grads)
+        if len(ps) != len(self.shapes) or len(gs) != len(self.shapes):
+            raise ValueError(f"expected {len(self.shapes)} parameter and gradient arrays, got "
+                             f"{len(ps)} and {len(gs)}")
+        for p, shape in zip(ps, self.shapes):
+            self._check_param(p, shape)
+        dtype = ps[0].dtype
+        if any(p.dtype != dtype for p in ps):
+            raise TypeError("all parameters of one optimizer must share one dtype, got "
+                            + ", ".join(sorted({str(p.dtype) for p in ps})))
+        gs = [_as_grad(g, shape, dtype) for g, shape in zip(gs, self.shapes)]
+        self.apply(ps, ps, gs)
+        return params
+
+    def _check_param(self, p, shape):
+        if not isinstance(p, np.ndarray):
+            raise TypeError(f"parameters must be NumPy arrays (updated in place), got {type(p).__name__}")
+        if p.shape != shape:
+            raise ValueError(f"parameter of shape {p.shape} does not match the block shape {shape}")
+        if p.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"parameters must be float32 or float64, got {p.dtype}")
+        if not p.flags.writeable:
+            raise ValueError("a parameter array is read-only; the step updates parameters in place")
+        if self.dtype is not None and p.dtype != self.dtype:
+            raise TypeError(f"the optimizer state is {self.dtype}, the parameters are {p.dtype}")
+
+    def apply(self, xs, outs, gs):
+        """One step from ``xs`` into ``outs`` (which may be ``xs``) with gradients ``gs``.
+
+        The arrays are already checked: block shapes, one float dtype, gradients in it.
+        """
+        if self._state is None:
+            self._allocate(xs[0].dtype)
+        self.t += 1
+        h = self.hyper
+        rho, beta2 = h.rho(self.t), h.beta2(self.t)
+        beta1 = 0.0 if h.beta1 is None else h.beta1
+        for shape, factored, st, x, out, g in zip(self.shapes, self.factored, self._state, xs, outs, gs):
+            if block_size(shape) == 0:
+                continue
+            ks = kernel_shape(shape, factored)
+            gk = g.reshape(ks)
+            xk = reshaped_view(x, ks)
+            ok = xk if out is x else reshaped_view(out, ks)
+            work = ok
+            if xk is None or ok is None:  # layouts that no view can reshape: copy
+                xk = np.ascontiguousarray(x).reshape(ks)
+                work = xk
+            mom = st["m"]
+            if factored:
+                cpu.factored_step(xk, work, gk, st["row"], st["col"], mom, beta2, rho, h.eps1,
+                                  h.eps2, h.clip_threshold, beta1, h.weight_decay, h.scale_parameter)
+            else:
+                cpu.unfactored_step(xk, work, gk, st["v"], mom, beta2, rho, h.eps1, h.eps2,
+                                    h.clip_threshold, beta1, h.weight_decay, h.scale_parameter)
+            if work is not ok:
+                out[...] = work.reshape(shape)
+
+
+def _as_grad(g, shape, dtype):
+    g = np.asarray(g)
+    if g.shape != shape:
+        raise ValueError(f"gradient of shape {g.shape} does not match the block shape {shape}")
+    if g.dtype.kind not in "fiu":
+        raise TypeError(f"gradients must be real numbers, got dtype {g.dtype}")
+    return g.astype(dtype, copy=False)
+
+
+HYPER_OPTIONS = HYPER_NAMES
