@@ -57,11 +57,3 @@ def kernel_shape(shape, factored):
     if factored:
         return (block_size(shape[:-2]), shape[-2], shape[-1])
     return (block_size(shape),)
-
-
-def reshaped_view(a, shape):
-    """``a`` reshaped to ``shape`` as a view of the same memory, or None if that needs a copy."""
-    v = a.reshape(shape)
-    if v.size and not np.may_share_memory(v, a):
-        return None
-    return v

@@ -5,7 +5,6 @@ import warnings
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from . import cpu
 from ._blocks import block_size
 from ._objective import Objective
 from ._options import (as_x0, check_constraints, parse_bounds, split_options,
@@ -166,6 +165,7 @@ class _Loop:
 
     def __init__(self, opt, obj, box, gtol, callback, shape):
         self.opt, self.obj, self.box, self.gtol, self.shape = opt, obj, box, gtol, shape
+        self.be = opt.backend
         self.callback = callback
         self.new_callback = callback is not None and wants_intermediate_result(callback)
         sizes = [block_size(s) for s in opt.shapes]
@@ -176,14 +176,14 @@ class _Loop:
 
     def _converged(self, x, g):
         if self.box is None:
-            return cpu.max_abs(g) <= self.gtol
-        return cpu.max_abs_projected(x, g, self.box[0], self.box[1]) <= self.gtol
+            return self.be.max_abs(g) <= self.gtol
+        return self.be.max_abs_projected(x, g, self.box[0], self.box[1]) <= self.gtol
 
     def run(self, x, maxiter):
         f, g = self.obj(x)
-        if not (np.isfinite(f) and np.isfinite(cpu.max_abs(g))):
+        if not (np.isfinite(f) and np.isfinite(self.be.max_abs(g))):
             return self._result(x, f, g, 0, 2)
-        spare = np.empty_like(x)
+        spare = self.be.empty_like(x)
         nit, status = 0, 1
         while True:
             if self._converged(x, g):
@@ -193,10 +193,10 @@ class _Loop:
                 break
             self.opt.apply(self._blocks(x), self._blocks(spare), self._blocks(g))
             if self.box is not None:
-                np.clip(spare, self.box[0], self.box[1], out=spare)
+                self.be.clip(spare, self.box[0], self.box[1])
             nit += 1
             f_new, g_new = self.obj(spare)
-            if not (np.isfinite(f_new) and np.isfinite(cpu.max_abs(g_new))):
+            if not (np.isfinite(f_new) and np.isfinite(self.be.max_abs(g_new))):
                 status = 2
                 break
             x, spare, f, g = spare, x, f_new, g_new

@@ -4,19 +4,20 @@ import copy
 
 import numpy as np
 
-from . import cpu
-from ._blocks import FLOAT_DTYPES, block_size, kernel_shape, normalize_shapes, reshaped_view
-from ._hyper import HYPER_NAMES, Hyper
+from ._blocks import FLOAT_DTYPES, block_size, kernel_shape, normalize_shapes
+from ._hyper import Hyper
 
 DEVICES = ("cpu", "cuda")
 
 
-def check_device(device):
-    if device not in DEVICES:
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+def backend(device):
+    """The kernel module for ``device``: ``cpu``, or ``cuda`` (imported only when asked for)."""
+    if device == "cpu":
+        from . import cpu
+        return cpu
     if device == "cuda":
         raise NotImplementedError("device='cuda' is not available in this version")
-    return device
+    raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
 
 
 class Adafactor:
@@ -81,7 +82,8 @@ class Adafactor:
                            decay_rate=decay_rate, beta1=beta1, weight_decay=weight_decay,
                            scale_parameter=scale_parameter, warmup_init=warmup_init,
                            min_dim_size_to_factor=min_dim_size_to_factor)
-        self.device = check_device(device)
+        self.device = device
+        self.backend = backend(device)
         self.factored = [self.hyper.factored(s) for s in self.shapes]
         self.t = 0
         self.dtype = None
@@ -98,11 +100,11 @@ class Adafactor:
             ks = kernel_shape(shape, factored)
             block = {}
             if factored:
-                block["row"] = np.zeros(ks[:2], dtype)
-                block["col"] = np.zeros((ks[0], ks[2]), dtype)
+                block["row"] = self.backend.zeros(ks[:2], dtype)
+                block["col"] = self.backend.zeros((ks[0], ks[2]), dtype)
             else:
-                block["v"] = np.zeros(ks, dtype)
-            block["m"] = np.zeros(ks if self.hyper.beta1 is not None else (0,) * len(ks), dtype)
+                block["v"] = self.backend.zeros(ks, dtype)
+            block["m"] = self.backend.zeros(ks if self.hyper.beta1 is not None else (0,) * len(ks), dtype)
             state.append(block)
         self.dtype = np.dtype(dtype)
         self._state = state
@@ -116,15 +118,16 @@ class Adafactor:
         unfactored one, and ``"m"`` (the first moment) when ``beta1`` is set.
         """
         blocks = []
+        host = self.backend.to_host
         for shape, factored, st in zip(self.shapes, self.factored, self._state or []):
             out = {}
             if factored:
-                out["row"] = st["row"].reshape(shape[:-1]).copy()
-                out["col"] = st["col"].reshape(shape[:-2] + shape[-1:]).copy()
+                out["row"] = host(st["row"]).reshape(shape[:-1])
+                out["col"] = host(st["col"]).reshape(shape[:-2] + shape[-1:])
             else:
-                out["v"] = st["v"].reshape(shape).copy()
+                out["v"] = host(st["v"]).reshape(shape)
             if self.hyper.beta1 is not None:
-                out["m"] = st["m"].reshape(shape).copy()
+                out["m"] = host(st["m"]).reshape(shape)
             blocks.append(out)
         return {"t": self.t, "shapes": [tuple(s) for s in self.shapes],
                 "hyper": copy.copy(self.hyper.as_dict()), "blocks": blocks}
@@ -155,7 +158,7 @@ class Adafactor:
                 arr = np.asarray(saved[key])
                 if arr.size != st[key].size:
                     raise ValueError(f"state {key!r} of block {shape} has {arr.size} elements, expected {st[key].size}")
-                st[key][...] = arr.reshape(st[key].shape)
+                self.backend.copy_into(st[key], arr.astype(dtype, copy=False))
         self.t = t
 
     # --- stepping --------------------------------------------------------------
@@ -172,27 +175,17 @@ class Adafactor:
         if len(ps) != len(self.shapes) or len(gs) != len(self.shapes):
             raise ValueError(f"expected {len(self.shapes)} parameter and gradient arrays, got "
                              f"{len(ps)} and {len(gs)}")
-        for p, shape in zip(ps, self.shapes):
-            self._check_param(p, shape)
-        dtype = ps[0].dtype
-        if any(p.dtype != dtype for p in ps):
+        be = self.backend
+        arrays = [be.as_param(p, shape) for p, shape in zip(ps, self.shapes)]
+        dtype = arrays[0].dtype
+        if any(p.dtype != dtype for p in arrays):
             raise TypeError("all parameters of one optimizer must share one dtype, got "
-                            + ", ".join(sorted({str(p.dtype) for p in ps})))
-        gs = [_as_grad(g, shape, dtype) for g, shape in zip(gs, self.shapes)]
-        self.apply(ps, ps, gs)
+                            + ", ".join(sorted({str(p.dtype) for p in arrays})))
+        if self.dtype is not None and dtype != self.dtype:
+            raise TypeError(f"the optimizer state is {self.dtype}, the parameters are {dtype}")
+        gs = [be.as_grad(g, shape, dtype) for g, shape in zip(gs, self.shapes)]
+        self.apply(arrays, arrays, gs)
         return params
-
-    def _check_param(self, p, shape):
-        if not isinstance(p, np.ndarray):
-            raise TypeError(f"parameters must be NumPy arrays (updated in place), got {type(p).__name__}")
-        if p.shape != shape:
-            raise ValueError(f"parameter of shape {p.shape} does not match the block shape {shape}")
-        if p.dtype not in FLOAT_DTYPES:
-            raise TypeError(f"parameters must be float32 or float64, got {p.dtype}")
-        if not p.flags.writeable:
-            raise ValueError("a parameter array is read-only; the step updates parameters in place")
-        if self.dtype is not None and p.dtype != self.dtype:
-            raise TypeError(f"the optimizer state is {self.dtype}, the parameters are {p.dtype}")
 
     def apply(self, xs, outs, gs):
         """One step from ``xs`` into ``outs`` (which may be ``xs``) with gradients ``gs``.
@@ -205,35 +198,24 @@ class Adafactor:
         h = self.hyper
         rho, beta2 = h.rho(self.t), h.beta2(self.t)
         beta1 = 0.0 if h.beta1 is None else h.beta1
+        be = self.backend
         for shape, factored, st, x, out, g in zip(self.shapes, self.factored, self._state, xs, outs, gs):
             if block_size(shape) == 0:
                 continue
             ks = kernel_shape(shape, factored)
             gk = g.reshape(ks)
-            xk = reshaped_view(x, ks)
-            ok = xk if out is x else reshaped_view(out, ks)
+            xk = be.reshaped_view(x, ks)
+            ok = xk if out is x else be.reshaped_view(out, ks)
             work = ok
             if xk is None or ok is None:  # layouts that no view can reshape: copy
-                xk = np.ascontiguousarray(x).reshape(ks)
+                xk = be.contiguous(x, ks)
                 work = xk
             mom = st["m"]
             if factored:
-                cpu.factored_step(xk, work, gk, st["row"], st["col"], mom, beta2, rho, h.eps1,
+                be.factored_step(xk, work, gk, st["row"], st["col"], mom, beta2, rho, h.eps1,
                                   h.eps2, h.clip_threshold, beta1, h.weight_decay, h.scale_parameter)
             else:
-                cpu.unfactored_step(xk, work, gk, st["v"], mom, beta2, rho, h.eps1, h.eps2,
+                be.unfactored_step(xk, work, gk, st["v"], mom, beta2, rho, h.eps1, h.eps2,
                                     h.clip_threshold, beta1, h.weight_decay, h.scale_parameter)
             if work is not ok:
-                out[...] = work.reshape(shape)
-
-
-def _as_grad(g, shape, dtype):
-    g = np.asarray(g)
-    if g.shape != shape:
-        raise ValueError(f"gradient of shape {g.shape} does not match the block shape {shape}")
-    if g.dtype.kind not in "fiu":
-        raise TypeError(f"gradients must be real numbers, got dtype {g.dtype}")
-    return g.astype(dtype, copy=False)
-
-
-HYPER_OPTIONS = HYPER_NAMES
+                be.copy_into(out, work)

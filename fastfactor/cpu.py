@@ -17,6 +17,7 @@ float64.
 import numpy as np
 from numba import prange
 
+from ._blocks import FLOAT_DTYPES
 from ._jit import jit, jit_parallel, n_chunks
 
 
@@ -283,3 +284,64 @@ def max_abs(g):
 def max_abs_projected(x, g, lb, ub):
     """The largest magnitude of the projected gradient step within ``[lb, ub]``."""
     return _max_abs_projected(x, g, lb, ub)
+
+
+# --- host-array handling: the same names exist in ``cuda.py`` for device arrays -----
+
+def zeros(shape, dtype):
+    return np.zeros(shape, dtype)
+
+
+def empty_like(a):
+    return np.empty_like(a)
+
+
+def to_host(a):
+    """A NumPy copy of ``a``."""
+    return np.array(a, copy=True)
+
+
+def as_param(p, shape):
+    """``p`` checked as a parameter block of ``shape``, updated in place by a step."""
+    if not isinstance(p, np.ndarray):
+        raise TypeError(f"parameters must be NumPy arrays (updated in place), got {type(p).__name__}")
+    if p.shape != shape:
+        raise ValueError(f"parameter of shape {p.shape} does not match the block shape {shape}")
+    if p.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"parameters must be float32 or float64, got {p.dtype}")
+    if not p.flags.writeable:
+        raise ValueError("a parameter array is read-only; the step updates parameters in place")
+    return p
+
+
+def as_grad(g, shape, dtype):
+    """``g`` as an array of ``shape`` in ``dtype`` (converted only when needed)."""
+    g = np.asarray(g)
+    if g.shape != shape:
+        raise ValueError(f"gradient of shape {g.shape} does not match the block shape {shape}")
+    if g.dtype.kind not in "biuf":
+        raise TypeError(f"gradients must be real numbers, got dtype {g.dtype}")
+    return g.astype(dtype, copy=False)
+
+
+def reshaped_view(a, shape):
+    """``a`` reshaped to ``shape`` as a view of the same memory, or None if that needs a copy."""
+    v = a.reshape(shape)
+    if v.size and not np.may_share_memory(v, a):
+        return None
+    return v
+
+
+def contiguous(a, shape):
+    """A contiguous copy of ``a`` in ``shape``."""
+    return np.ascontiguousarray(a).reshape(shape)
+
+
+def copy_into(dst, src):
+    """``dst[...] = src`` (same number of elements)."""
+    dst[...] = src.reshape(dst.shape)
+
+
+def clip(x, lb, ub):
+    """Project ``x`` onto ``[lb, ub]`` in place."""
+    np.clip(x, lb, ub, out=x)
