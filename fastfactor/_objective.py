@@ -10,8 +10,9 @@ FD_METHODS = ("2-point", "3-point", "cs")
 class Objective:
     """Evaluates ``f(x)`` and ``g(x)`` for any of SciPy's ``jac`` forms.
 
-    ``x`` reaches the user as a read-only array of ``shape``; gradients come back as
-    new or converted arrays of that shape in ``dtype``. ``jac=None`` (or a
+    ``x`` reaches the user as a fresh copy of ``shape`` (as in SciPy, so that what a
+    user keeps is never overwritten by later iterations); gradients come back as new
+    arrays of that shape in ``dtype``. ``jac=None`` (or a
     finite-difference method name) differentiates numerically, counted in ``nfev``.
     """
 
@@ -30,9 +31,7 @@ class Objective:
             raise ValueError(f"jac must be a callable, True, None or one of {FD_METHODS}, got {jac!r}")
 
     def _view(self, x):
-        v = x.reshape(self.shape)
-        v.flags.writeable = False
-        return v
+        return x.reshape(self.shape).copy()
 
     def _f(self, xv):
         self.nfev += 1

@@ -100,7 +100,7 @@ def parse_bounds(bounds, x):
 def check_constraints(constraints):
     if constraints is None:
         return
-    if isinstance(constraints, dict) or len(constraints) > 0:
+    if not isinstance(constraints, (list, tuple)) or len(constraints) > 0:
         raise ValueError("Adafactor cannot honour constraints; use method='SLSQP', 'COBYQA' or "
                          "'trust-constr', or express simple box constraints through bounds")
 

@@ -21,46 +21,124 @@ from ._blocks import FLOAT_DTYPES
 from ._jit import jit, jit_parallel, n_chunks
 
 
+#: Sums are accumulated in this many float64 lanes: a fixed-length inner loop over
+#: independent lanes is what LLVM vectorizes without reassociating (fastmath stays off).
+LANES = 64
+
+
 @jit
-def _sumsq(a):
-    """Sum of squares of a 1-D array in float64, four independent partial sums."""
-    s0 = s1 = s2 = s3 = 0.0
-    n = a.shape[0]
-    n4 = n - n % 4
-    for j in range(0, n4, 4):
-        v0 = np.float64(a[j])
-        v1 = np.float64(a[j + 1])
-        v2 = np.float64(a[j + 2])
-        v3 = np.float64(a[j + 3])
-        s0 += v0 * v0
-        s1 += v1 * v1
-        s2 += v2 * v2
-        s3 += v3 * v3
-    for j in range(n4, n):
+def _add_rows_sumsq(g4, colacc, lanes, rowsum):
+    """For the 4 rows of ``g4``: add sum_r g_rj**2 to colacc[j], row sums to rowsum[:4].
+
+    Four rows at a time quarter the traffic on the column accumulator.
+    """
+    m = g4.shape[1]
+    mm = m - m % LANES
+    g0, g1, g2, g3 = g4[0], g4[1], g4[2], g4[3]
+    lanes[:] = 0.0
+    for base in range(0, mm, LANES):
+        for k in range(LANES):
+            j = base + k
+            v0 = np.float64(g0[j])
+            v1 = np.float64(g1[j])
+            v2 = np.float64(g2[j])
+            v3 = np.float64(g3[j])
+            a0, a1, a2, a3 = v0 * v0, v1 * v1, v2 * v2, v3 * v3
+            lanes[0, k] += a0
+            lanes[1, k] += a1
+            lanes[2, k] += a2
+            lanes[3, k] += a3
+            colacc[j] += (a0 + a1) + (a2 + a3)
+    for r in range(4):
+        s = 0.0
+        for j in range(mm, m):
+            v = np.float64(g4[r, j])
+            s += v * v
+        for k in range(LANES):
+            s += lanes[r, k]
+        rowsum[r] = s
+    for j in range(mm, m):
+        v0 = np.float64(g0[j])
+        v1 = np.float64(g1[j])
+        v2 = np.float64(g2[j])
+        v3 = np.float64(g3[j])
+        colacc[j] += (v0 * v0 + v1 * v1) + (v2 * v2 + v3 * v3)
+
+
+@jit
+def _add_row_sumsq(grow, colacc, lane):
+    """Add g_j**2 to colacc[j]; return the row's sum of g_j**2 (``lane``: scratch)."""
+    m = grow.shape[0]
+    mm = m - m % LANES
+    lane[:] = 0.0
+    for base in range(0, mm, LANES):
+        for k in range(LANES):
+            v = np.float64(grow[base + k])
+            v2 = v * v
+            lane[k] += v2
+            colacc[base + k] += v2
+    s = 0.0
+    for j in range(mm, m):
+        v = np.float64(grow[j])
+        s += v * v
+        colacc[j] += v * v
+    for k in range(LANES):
+        s += lane[k]
+    return s
+
+
+@jit
+def _add_sumsq(a, lane):
+    """Add a_j**2 into the lanes; return the sum for the tail that does not fill a lane row."""
+    m = a.shape[0]
+    mm = m - m % LANES
+    for base in range(0, mm, LANES):
+        for k in range(LANES):
+            v = np.float64(a[base + k])
+            lane[k] += v * v
+    s = 0.0
+    for j in range(mm, m):
         v = np.float64(a[j])
-        s0 += v * v
-    return (s0 + s1) + (s2 + s3)
+        s += v * v
+    return s
 
 
 @jit
-def _sumsq_scaled(g, a, b):
-    """Sum over j of (g_j * a * b_j)**2 in float64, the product formed in g's dtype."""
-    s0 = s1 = s2 = s3 = 0.0
-    n = g.shape[0]
-    n4 = n - n % 4
-    for j in range(0, n4, 4):
-        u0 = np.float64(g[j] * a * b[j])
-        u1 = np.float64(g[j + 1] * a * b[j + 1])
-        u2 = np.float64(g[j + 2] * a * b[j + 2])
-        u3 = np.float64(g[j + 3] * a * b[j + 3])
-        s0 += u0 * u0
-        s1 += u1 * u1
-        s2 += u2 * u2
-        s3 += u3 * u3
-    for j in range(n4, n):
+def _add_sumsq_scaled(g, a, b, lane):
+    """As ``_add_sumsq`` for u_j = g_j * a * b_j, the product formed in g's dtype."""
+    m = g.shape[0]
+    mm = m - m % LANES
+    for base in range(0, mm, LANES):
+        for k in range(LANES):
+            u = np.float64(g[base + k] * a * b[base + k])
+            lane[k] += u * u
+    s = 0.0
+    for j in range(mm, m):
         u = np.float64(g[j] * a * b[j])
-        s0 += u * u
-    return (s0 + s1) + (s2 + s3)
+        s += u * u
+    return s
+
+
+@jit
+def _add_second_moment(g, v, beta2, keep, eps1, lane):
+    """v = beta2 v + keep (g**2 + eps1) in place; add (g / sqrt(v))**2 into the lanes."""
+    m = g.shape[0]
+    mm = m - m % LANES
+    for base in range(0, mm, LANES):
+        for k in range(LANES):
+            gj = g[base + k]
+            vj = beta2 * v[base + k] + keep * (gj * gj + eps1)
+            v[base + k] = vj
+            u = np.float64(gj / np.sqrt(vj))
+            lane[k] += u * u
+    s = 0.0
+    for j in range(mm, m):
+        gj = g[j]
+        vj = beta2 * v[j] + keep * (gj * gj + eps1)
+        v[j] = vj
+        u = np.float64(gj / np.sqrt(vj))
+        s += u * u
+    return s
 
 
 @jit
@@ -72,61 +150,62 @@ def _chunk(k, nchunks, rows):
 def _factored(x, out, g, r, c, mom, beta2, rho, eps1, eps2, clip, beta1, wd,
               scale_parameter, nchunks):
     nb, n, m = g.shape
-    rows = nb * n
-    colpart = np.zeros((nchunks, nb, m))
-    rowsum = np.empty(rows)
-    xpart = np.zeros(nchunks)
-    # Pass 1: row and column sums of g**2 (and of x**2 for the parameter scale).
-    for k in prange(nchunks):
-        lo, hi = _chunk(k, nchunks, rows)
-        xs = 0.0
-        for q in range(lo, hi):
-            b = q // n
-            i = q - b * n
-            grow = g[b, i]
-            acc = colpart[k, b]
-            for j in range(m):
-                v = np.float64(grow[j])
-                acc[j] += v * v
-            rowsum[q] = _sumsq(grow)
-            if scale_parameter:
-                xs += _sumsq(x[b, i])
-        xpart[k] = xs
-
-    # The statistics, and the factors a_i, b_j of U_ij = g_ij a_i b_j (O(n + m)).
     dt = r.dtype
-    rowf = np.empty((nb, n), dt)
-    colf = np.empty((nb, m), dt)
+    colpart = np.empty((nchunks, m))
+    colf = np.empty(m, dt)
+    rmean = np.empty(nb)
+    xpart = np.zeros(nchunks)
+    upart = np.zeros(nchunks)
     keep = 1.0 - beta2
+    # Matrix by matrix, so that scratch memory is O(nchunks * m), whatever the batch.
+    # Pass 1: row and column sums of g**2 (and of x**2 for the parameter scale).
     for b in range(nb):
-        rmean = 0.0
+        colpart[:] = 0.0
+        for k in prange(nchunks):
+            lo, hi = _chunk(k, nchunks, n)
+            lanes = np.empty((4, LANES))
+            rowsum = np.empty(4)
+            xlane = np.zeros(LANES)
+            xs = 0.0
+            i = lo
+            while i < hi:
+                step = 4 if i + 4 <= hi else 1
+                if step == 4:
+                    _add_rows_sumsq(g[b, i:i + 4], colpart[k], lanes, rowsum)
+                else:
+                    rowsum[0] = _add_row_sumsq(g[b, i], colpart[k], lanes[0])
+                for di in range(step):
+                    r[b, i + di] = beta2 * r[b, i + di] + keep * (rowsum[di] / m + eps1)
+                    if scale_parameter:
+                        xs += _add_sumsq(x[b, i + di], xlane)
+                i += step
+            xpart[k] += xs + xlane.sum()
+        s = 0.0
         for i in range(n):
-            r[b, i] = beta2 * r[b, i] + keep * (rowsum[b * n + i] / m + eps1)
-            rmean += np.float64(r[b, i])
-        rmean /= n
-        for i in range(n):
-            rowf[b, i] = np.sqrt(rmean / r[b, i])
+            s += np.float64(r[b, i])
+        rmean[b] = s / n
         for j in range(m):
             s = 0.0
             for k in range(nchunks):
-                s += colpart[k, b, j]
+                s += colpart[k, j]
             c[b, j] = beta2 * c[b, j] + keep * (s / n + eps1)
-            colf[b, j] = 1.0 / np.sqrt(np.float64(c[b, j]))
 
-    # Pass 2: RMS(U) over the whole block, for update clipping.
-    upart = np.zeros(nchunks)
-    for k in prange(nchunks):
-        lo, hi = _chunk(k, nchunks, rows)
-        s = 0.0
-        for q in range(lo, hi):
-            b = q // n
-            i = q - b * n
-            s += _sumsq_scaled(g[b, i], rowf[b, i], colf[b])
-        upart[k] = s
+    # Pass 2: RMS(U) over the whole block, for update clipping, with
+    # U_ij = g_ij a_i b_j, a_i = sqrt(mean(R) / R_i), b_j = 1 / sqrt(C_j).
+    for b in range(nb):
+        _col_factors(c[b], colf)
+        for k in prange(nchunks):
+            lo, hi = _chunk(k, nchunks, n)
+            lane = np.zeros(LANES)
+            scratch = np.empty(1, dt)
+            s = 0.0
+            for i in range(lo, hi):
+                a = _row_factor(rmean[b], r[b, i], scratch)
+                s += _add_sumsq_scaled(g[b, i], a, colf, lane)
+            upart[k] += s + lane.sum()
 
-    size = rows * m
-    coef = _coefficients(dt, upart.sum(), xpart.sum(), size, rho, eps2, clip, beta1, wd,
-                         scale_parameter)
+    coef = _coefficients(dt, upart.sum(), xpart.sum(), nb * n * m, rho, eps2, clip, beta1,
+                         wd, scale_parameter)
     xkeep = coef[0]
     scale = coef[1]
     b1 = coef[2]
@@ -134,25 +213,45 @@ def _factored(x, out, g, r, c, mom, beta2, rho, eps1, eps2, clip, beta1, wd,
     use_mom = mom.size > 0
 
     # Pass 3: the update, in place when out is x.
-    for k in prange(nchunks):
-        lo, hi = _chunk(k, nchunks, rows)
-        for q in range(lo, hi):
-            b = q // n
-            i = q - b * n
-            grow = g[b, i]
-            xrow = x[b, i]
-            orow = out[b, i]
-            cf = colf[b]
-            a = rowf[b, i]
-            if use_mom:
-                mrow = mom[b, i]
-                for j in range(m):
-                    mv = b1 * mrow[j] + b1c * (scale * (grow[j] * a * cf[j]))
-                    mrow[j] = mv
-                    orow[j] = xrow[j] * xkeep - mv
-            else:
-                for j in range(m):
-                    orow[j] = xrow[j] * xkeep - scale * (grow[j] * a * cf[j])
+    for b in range(nb):
+        _col_factors(c[b], colf)
+        for k in prange(nchunks):
+            lo, hi = _chunk(k, nchunks, n)
+            scratch = np.empty(1, dt)
+            for i in range(lo, hi):
+                a = _row_factor(rmean[b], r[b, i], scratch)
+                if use_mom:
+                    _update_row_momentum(x[b, i], out[b, i], g[b, i], mom[b, i], a, colf,
+                                         xkeep, scale, b1, b1c)
+                else:
+                    _update_row(x[b, i], out[b, i], g[b, i], a, colf, xkeep, scale)
+
+
+@jit
+def _col_factors(c, colf):
+    for j in range(c.shape[0]):
+        colf[j] = 1.0 / np.sqrt(np.float64(c[j]))
+
+
+@jit
+def _row_factor(rmean, ri, scratch):
+    """sqrt(mean(R) / R_i), rounded to the block's dtype through ``scratch``."""
+    scratch[0] = np.sqrt(rmean / np.float64(ri))
+    return scratch[0]
+
+
+@jit
+def _update_row(xrow, orow, grow, a, cf, xkeep, scale):
+    for j in range(grow.shape[0]):
+        orow[j] = xrow[j] * xkeep - scale * (grow[j] * a * cf[j])
+
+
+@jit
+def _update_row_momentum(xrow, orow, grow, mrow, a, cf, xkeep, scale, b1, b1c):
+    for j in range(grow.shape[0]):
+        mv = b1 * mrow[j] + b1c * (scale * (grow[j] * a * cf[j]))
+        mrow[j] = mv
+        orow[j] = xrow[j] * xkeep - mv
 
 
 def _unfactored(x, out, g, v, mom, beta2, rho, eps1, eps2, clip, beta1, wd,
@@ -171,19 +270,12 @@ def _unfactored(x, out, g, v, mom, beta2, rho, eps1, eps2, clip, beta1, wd,
     # Pass 1: the second moment, and the sums of U**2 and x**2.
     for k in prange(nchunks):
         lo, hi = _chunk(k, nchunks, size)
-        s = 0.0
-        xs = 0.0
-        for i in range(lo, hi):
-            gi = g[i]
-            vi = bet2 * v[i] + keep * (gi * gi + e1)
-            v[i] = vi
-            u = np.float64(gi / np.sqrt(vi))
-            s += u * u
-            if scale_parameter:
-                xi = np.float64(x[i])
-                xs += xi * xi
+        lane = np.zeros(LANES)
+        s = _add_second_moment(g[lo:hi], v[lo:hi], bet2, keep, e1, lane) + lane.sum()
         upart[k] = s
-        xpart[k] = xs
+        if scale_parameter:
+            xlane = np.zeros(LANES)
+            xpart[k] = _add_sumsq(x[lo:hi], xlane) + xlane.sum()
 
     coef = _coefficients(dt, upart.sum(), xpart.sum(), size, rho, eps2, clip, beta1, wd,
                          scale_parameter)
@@ -234,7 +326,7 @@ def factored_step(x, out, g, r, c, mom, beta2, rho, eps1, eps2, clip, beta1, wd,
     first moment, ``(B, n, m)``) unless it is empty (no ``beta1``).
     """
     nb, n, m = g.shape
-    nchunks = n_chunks(g.size, nb * n)
+    nchunks = n_chunks(n * m, n)
     kernel = _factored_serial if nchunks == 1 else _factored_parallel
     kernel(x, out, g, r, c, mom, float(beta2), float(rho), float(eps1), float(eps2),
            float(clip), float(beta1), float(wd), bool(scale_parameter), nchunks)
