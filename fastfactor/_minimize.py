@@ -172,6 +172,8 @@ class _Loop:
         self.offsets = np.cumsum([0] + sizes)
 
     def _blocks(self, flat):
+        if len(self.opt.shapes) == 1:
+            return [flat.reshape(self.opt.shapes[0])]
         return [flat[a:b].reshape(s) for a, b, s in zip(self.offsets[:-1], self.offsets[1:], self.opt.shapes)]
 
     def _converged(self, x, g):
@@ -184,6 +186,7 @@ class _Loop:
         if not (np.isfinite(f) and np.isfinite(self.be.max_abs(g))):
             return self._result(x, f, g, 0, 2)
         spare = self.be.empty_like(x)
+        xb, spareb = self._blocks(x), self._blocks(spare)  # views, made once
         nit, status = 0, 1
         while True:
             if self._converged(x, g):
@@ -191,7 +194,7 @@ class _Loop:
                 break
             if nit >= maxiter:
                 break
-            self.opt.apply(self._blocks(x), self._blocks(spare), self._blocks(g))
+            self.opt.apply(xb, spareb, self._blocks(g))
             if self.box is not None:
                 self.be.clip(spare, self.box[0], self.box[1])
             nit += 1
@@ -200,6 +203,7 @@ class _Loop:
                 status = 2
                 break
             x, spare, f, g = spare, x, f_new, g_new
+            xb, spareb = spareb, xb
             if self.callback is not None and self._call_back(x, f, g, nit):
                 status = 99
                 break
