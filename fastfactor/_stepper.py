@@ -1,7 +1,5 @@
 """``Adafactor``: the stateful stepper."""
 
-import copy
-
 import numpy as np
 
 from ._blocks import FLOAT_DTYPES, block_size, kernel_shape, normalize_shapes
@@ -112,7 +110,8 @@ class Adafactor:
     def state_dict(self):
         """The optimizer's state as a plain, picklable dict (copies).
 
-        Keys: ``"t"`` (steps taken), ``"shapes"``, ``"hyper"`` (the hyper-parameters)
+        Keys: ``"t"`` (steps taken), ``"shapes"``, ``"hyper"`` (the hyper-parameters,
+        for the record; a callable ``lr`` appears as its ``repr``)
         and ``"blocks"``: per block, ``"row"`` (shape ``(..., n)``) and ``"col"``
         (``(..., m)``) for a factored block or ``"v"`` (the block's shape) for an
         unfactored one, and ``"m"`` (the first moment) when ``beta1`` is set.
@@ -129,8 +128,11 @@ class Adafactor:
             if self.hyper.beta1 is not None:
                 out["m"] = host(st["m"]).reshape(shape)
             blocks.append(out)
+        hyper = self.hyper.as_dict()
+        if callable(hyper["lr"]):  # keep the dict picklable: a schedule is recorded by name
+            hyper["lr"] = repr(hyper["lr"])
         return {"t": self.t, "shapes": [tuple(s) for s in self.shapes],
-                "hyper": copy.copy(self.hyper.as_dict()), "blocks": blocks}
+                "hyper": hyper, "blocks": blocks}
 
     def load_state_dict(self, state):
         """Restore a state from :meth:`state_dict` (the arrays are copied in).
