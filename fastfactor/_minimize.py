@@ -6,10 +6,10 @@ import numpy as np
 from scipy.optimize import OptimizeResult
 
 from ._blocks import block_size
-from ._objective import Objective
+from ._objective import DeviceObjective, Objective
 from ._options import (as_x0, check_constraints, parse_bounds, split_options,
                        wants_intermediate_result)
-from ._stepper import Adafactor
+from ._stepper import Adafactor, backend
 
 MESSAGES = {
     0: "Optimization terminated successfully: the gradient is below gtol.",
@@ -77,7 +77,11 @@ def adafactor(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None,
     disp : bool
         Print a summary at the end (default False).
     device : {"cpu", "cuda"}
-        Where the steps run (default "cpu").
+        Where the steps run (default "cpu"). With "cuda" the iterate and the optimizer
+        state stay on the GPU: ``fun`` and ``jac`` receive device arrays (of x0's kind
+        for a device x0 such as a CuPy array or PyTorch CUDA tensor, Numba device
+        arrays for a NumPy x0) and may return the gradient on the device or the host;
+        ``res.x``, ``res.jac`` and callback arrays are copies of x0's kind.
     lr, eps1, eps2, clip_threshold, decay_rate, beta1, weight_decay, scale_parameter, warmup_init, min_dim_size_to_factor
         The hyper-parameters, as in :class:`fastfactor.Adafactor`. Deterministic
         problems need a decaying ``lr`` schedule (a callable ``t -> rho_t``) to
@@ -94,9 +98,9 @@ def adafactor(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None,
     >>> res.success, np.allclose(res.x, 3.0, atol=1e-6)
     (True, True)
     """
-    x = as_x0(x0)
+    x = _as_x0(x0, options)
     return _run(fun, x, args, jac, hess, hessp, bounds, constraints, callback, options,
-                shape=x.reshape(-1).shape)
+                shape=x.reshape(-1).shape, x0=x0)
 
 
 def minimize(fun, x0, args=(), jac=None, bounds=None, callback=None, tol=None, options=None):
@@ -135,11 +139,13 @@ def minimize(fun, x0, args=(), jac=None, bounds=None, callback=None, tol=None, o
     options = {} if options is None else dict(options)
     if tol is not None:
         options.setdefault("tol", tol)
-    x = as_x0(x0)
-    return _run(fun, x, args, jac, None, None, bounds, (), callback, options, shape=x.shape)
+    x = _as_x0(x0, options)
+    return _run(fun, x, args, jac, None, None, bounds, (), callback, options,
+                shape=tuple(x.shape), x0=x0)
 
 
-def _run(fun, x, args, jac, hess, hessp, bounds, constraints, callback, options, shape):
+def _run(fun, x, args, jac, hess, hessp, bounds, constraints, callback, options, shape,
+         x0=None):
     check_constraints(constraints)
     if hess is not None or hessp is not None:
         warnings.warn("Adafactor is a first-order method: hess and hessp are not used.",
@@ -150,10 +156,14 @@ def _run(fun, x, args, jac, hess, hessp, bounds, constraints, callback, options,
     opt = Adafactor(settings["shapes"], device=settings["device"], **hyper)
     box = parse_bounds(bounds, x.reshape(shape))
     xa = x.reshape(-1)
-    if box is not None:
-        np.clip(xa, box[0], box[1], out=xa)
-    obj = Objective(fun, jac, args, shape, x.dtype)
-    state = _Loop(opt, obj, box, settings["gtol"], callback, shape)
+    if settings["device"] == "cuda":  # the run on the GPU: see _cuda_setup
+        box, obj, export = _cuda_setup(opt.backend, x0, xa, box, fun, jac, args, shape)
+    else:
+        if box is not None:
+            np.clip(xa, box[0], box[1], out=xa)
+        obj = Objective(fun, jac, args, shape, x.dtype)
+        export = None
+    state = _Loop(opt, obj, box, settings["gtol"], callback, shape, export)
     res = state.run(xa, settings["maxiter"])
     if settings["disp"]:
         _print_summary(res)
@@ -163,8 +173,10 @@ def _run(fun, x, args, jac, hess, hessp, bounds, constraints, callback, options,
 class _Loop:
     """The iteration: evaluate, test, step into the spare buffer, project, repeat."""
 
-    def __init__(self, opt, obj, box, gtol, callback, shape):
+    def __init__(self, opt, obj, box, gtol, callback, shape, export=None):
         self.opt, self.obj, self.box, self.gtol, self.shape = opt, obj, box, gtol, shape
+        # a copy of x or g in x0's shape (and, on the GPU, x0's kind) for the caller
+        self.export = export or (lambda a: a.reshape(shape).copy())
         self.be = opt.backend
         self.callback = callback
         self.new_callback = callback is not None and wants_intermediate_result(callback)
@@ -197,11 +209,11 @@ class _Loop:
             self.opt.apply(xb, spareb, self._blocks(g))
             if self.box is not None:
                 self.be.clip(spare, self.box[0], self.box[1])
-            nit += 1
             f_new, g_new = self.obj(spare)
             if not (np.isfinite(f_new) and np.isfinite(self.be.max_abs(g_new))):
-                status = 2
+                status = 2  # the update is discarded: nit counts those leading to x
                 break
+            nit += 1
             x, spare, f, g = spare, x, f_new, g_new
             xb, spareb = spareb, xb
             if self.callback is not None and self._call_back(x, f, g, nit):
@@ -211,10 +223,10 @@ class _Loop:
 
     def _call_back(self, x, f, g, nit):
         """Run the callback; True if it asked to stop."""
-        xk = x.reshape(self.shape).copy()
+        xk = self.export(x)
         try:
             if self.new_callback:
-                self.callback(intermediate_result=OptimizeResult(x=xk, fun=f, jac=g.reshape(self.shape).copy(), nit=nit))
+                self.callback(intermediate_result=OptimizeResult(x=xk, fun=f, jac=self.export(g), nit=nit))
             else:
                 self.callback(xk)
         except StopIteration:
@@ -223,7 +235,7 @@ class _Loop:
 
     def _result(self, x, f, g, nit, status):
         return OptimizeResult(
-            x=x.reshape(self.shape).copy(), fun=f, jac=g.reshape(self.shape).copy(), nit=nit,
+            x=self.export(x), fun=f, jac=self.export(g), nit=nit,
             nfev=self.obj.nfev, njev=self.obj.njev, status=status, success=status == 0,
             message=MESSAGES[status])
 
@@ -235,3 +247,23 @@ def _print_summary(res):
     print(f"         Iterations: {res.nit}")
     print(f"         Function evaluations: {res.nfev}")
     print(f"         Gradient evaluations: {res.njev}")
+
+
+# --- device="cuda": the iterate, the state and the gradients stay on the GPU ---------------
+
+def _as_x0(x0, options):
+    """x0 as a new float array; with device="cuda" a device array (x0 on host or device)."""
+    if options.get("device", "cpu") == "cuda":
+        return backend("cuda").as_x0(x0, as_x0)
+    return as_x0(x0)
+
+
+def _cuda_setup(be, x0, xa, box, fun, jac, args, shape):
+    """Bounds moved to the device (x0 clipped into them), the device objective, and
+    ``export``: results and callbacks get copies of x0's kind (NumPy for NumPy x0)."""
+    if box is not None:
+        box = (be.to_device(box[0]), be.to_device(box[1]))
+        be.clip(xa, box[0], box[1])
+    kind = be.ArrayKind(x0)
+    obj = DeviceObjective(fun, jac, args, shape, xa.dtype, be, kind.wrap)
+    return box, obj, lambda a: kind.export(a.reshape(shape))

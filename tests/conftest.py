@@ -42,7 +42,7 @@ def rng():
 
 def random_blocks(rng, shapes, dtype, scale=1.0):
     """Standard-normal arrays of the given shapes (times ``scale``), in ``dtype``."""
-    return [(scale * rng.standard_normal(s)).astype(dtype) for s in shapes]
+    return [np.array(scale * rng.standard_normal(s), dtype=dtype) for s in shapes]
 
 
 def gradient_stream(rng, shapes, dtype, n_steps):
@@ -56,7 +56,7 @@ def gradient_stream(rng, shapes, dtype, n_steps):
             g = rng.standard_normal(s) * 10.0 ** rng.uniform(-2, 1)
             if len(s) >= 2:
                 g = g * rng.uniform(0.2, 5.0, size=s[:-1] + (1,))
-            step.append(g.astype(dtype))
+            step.append(np.array(g, dtype=dtype))
         out.append(step)
     return out
 
