@@ -33,9 +33,11 @@ class Objective:
     def _view(self, x):
         return x.reshape(self.shape).copy()
 
+    _scalar = staticmethod(as_scalar)
+
     def _f(self, xv):
         self.nfev += 1
-        return as_scalar(self.fun(xv, *self.args))
+        return self._scalar(self.fun(xv, *self.args))
 
     def __call__(self, x):
         """``(f, g)`` at the flat array ``x``; ``g`` flat, in ``dtype``."""
@@ -48,7 +50,7 @@ class Objective:
                 f, g = out
             except (TypeError, ValueError):
                 raise TypeError("with jac=True, fun must return a pair (f, g)") from None
-            return as_scalar(f), self._grad(g)
+            return self._scalar(f), self._grad(g)
         f = self._f(xv)
         if self.mode == "separate":
             self.njev += 1
@@ -93,3 +95,69 @@ class Objective:
                 g[i] = (fp - self._f(self._view(xw))) / (hp + hm)
             xw[i] = x[i]
         return g.astype(self.dtype)
+
+
+# --- device="cuda" ----------------------------------------------------------------------
+
+class DeviceObjective(Objective):
+    """``Objective`` for an iterate on the GPU (``backend`` is ``fastfactor.cuda``).
+
+    ``x`` reaches the user as ``wrap(device view)`` (x0's kind); ``f`` may be a host
+    number or a device scalar; gradients, on the host or the device, are copied into
+    one of two device buffers in turn (the loop holds at most the last two).
+    """
+
+    def __init__(self, fun, jac, args, shape, dtype, backend, wrap):
+        super().__init__(fun, jac, args, shape, dtype)
+        self.be, self.wrap = backend, wrap
+        self._buffers = []
+        self._turn = 0
+
+    def _view(self, x):
+        return self.wrap(x.reshape(self.shape))
+
+    def _scalar(self, f):
+        return as_scalar(self.be.scalar_to_host(f))
+
+    def _buffer(self):
+        if len(self._buffers) < 2:
+            self._buffers.append(self.be.zeros((int(np.prod(self.shape)),), self.dtype))
+        self._turn = (self._turn + 1) % 2
+        return self._buffers[self._turn - 1 if len(self._buffers) == 2 else 0]
+
+    def _grad(self, g):
+        return self.be.grad_into(self._buffer(), g, self.shape, self.dtype)
+
+    def _finite_difference(self, x, f0):
+        """As on the CPU, with x's elements stepped one at a time on the device."""
+        xh = self.be.to_host(x)
+        xd = xh.astype(np.float64)
+        power = 1 / 3 if self.fd == "3-point" else 1 / 2
+        steps = np.finfo(self.dtype).eps ** power * np.maximum(1.0, np.abs(xd))
+        g = np.empty(xh.size)
+        if self.fd == "cs":
+            xw = self.be.to_device(xh.astype(np.complex128))
+            for i, h in enumerate(steps):
+                xw[i] = xd[i] + 1j * h
+                self.nfev += 1
+                f = self.be.scalar_to_host(self.fun(self._view(xw), *self.args))
+                g[i] = np.imag(np.asarray(f)) / h
+                xw[i] = xd[i]
+            return self._grad(g.astype(self.dtype).reshape(self.shape))
+        xw = self.be.to_device(xh)
+        xs = xh.copy()  # the host mirror of xw, for exactly representable steps
+        for i, h in enumerate(steps):
+            xs[i] = xd[i] + h
+            hp = float(xs[i]) - xd[i]
+            xw[i] = xs[i]
+            fp = self._f(self._view(xw))
+            if self.fd == "2-point":
+                g[i] = (fp - f0) / hp
+            else:
+                xs[i] = xd[i] - h
+                hm = xd[i] - float(xs[i])
+                xw[i] = xs[i]
+                g[i] = (fp - self._f(self._view(xw))) / (hp + hm)
+            xs[i] = xh[i]
+            xw[i] = xh[i]
+        return self._grad(g.astype(self.dtype).reshape(self.shape))

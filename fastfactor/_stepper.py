@@ -14,8 +14,22 @@ def backend(device):
         from . import cpu
         return cpu
     if device == "cuda":
-        raise NotImplementedError("device='cuda' is not available in this version")
+        return _cuda_backend()
     raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+
+
+def _cuda_backend():
+    """``fastfactor.cuda`` (imports numba.cuda); RuntimeError when CUDA is not usable."""
+    try:
+        from . import cuda
+    except (ImportError, OSError) as exc:
+        raise RuntimeError(
+            f"device='cuda' needs a usable CUDA stack, but numba.cuda cannot be imported "
+            f"({type(exc).__name__}: {exc}). Install the CUDA extra with "
+            "pip install \"fastfactor[cuda]\" (numba-cuda with the CUDA 12 runtime wheels) "
+            "on a machine with an NVIDIA GPU and driver.") from exc
+    cuda.require_device()
+    return cuda
 
 
 class Adafactor:
