@@ -207,31 +207,75 @@ class Adafactor:
         """One step from ``xs`` into ``outs`` (which may be ``xs``) with gradients ``gs``.
 
         The arrays are already checked: block shapes, one float dtype, gradients in it.
+        A gradient holding a NaN or inf raises ``ValueError`` before anything changes.
         """
         if self._state is None:
             self._allocate(xs[0].dtype)
-        self.t += 1
+        t = self.t + 1
         h = self.hyper
-        rho, beta2 = h.rho(self.t), h.beta2(self.t)
+        rho, beta2 = h.rho(t), h.beta2(t)
         beta1 = 0.0 if h.beta1 is None else h.beta1
         be = self.backend
-        for shape, factored, st, x, out, g in zip(self.shapes, self.factored, self._state, xs, outs, gs):
-            if block_size(shape) == 0:
+        rest = (rho, h.eps2, h.clip_threshold, beta1, h.weight_decay, h.scale_parameter)
+        views = [self._views(be, *a) for a in zip(self.shapes, self.factored, xs, outs, gs)]
+        if not hasattr(be, "factored_stats"):  # a backend with one-call steps only
+            self.t = t
+            for (xk, work, gk, _), st, factored in zip(views, self._state, self.factored):
+                if xk is None:
+                    continue
+                if factored:
+                    be.factored_step(xk, work, gk, st["row"], st["col"], st["m"], beta2, rho,
+                                     h.eps1, *rest[1:])
+                else:
+                    be.unfactored_step(xk, work, gk, st["v"], st["m"], beta2, rho, h.eps1, *rest[1:])
+            self._write_back(be, views, outs)
+            return
+        # Phase 1 reads every gradient and changes nothing; phase 2 applies.
+        pending = []
+        for i, ((xk, work, gk, _), st, factored) in enumerate(zip(views, self._state, self.factored)):
+            if xk is None:
+                pending.append(None)
                 continue
-            ks = kernel_shape(shape, factored)
-            gk = g.reshape(ks)
-            xk = be.reshaped_view(x, ks)
-            ok = xk if out is x else be.reshaped_view(out, ks)
-            work = ok
-            if xk is None or ok is None:  # layouts that no view can reshape: copy
-                xk = be.contiguous(x, ks)
-                work = xk
-            mom = st["m"]
             if factored:
-                be.factored_step(xk, work, gk, st["row"], st["col"], mom, beta2, rho, h.eps1,
-                                  h.eps2, h.clip_threshold, beta1, h.weight_decay, h.scale_parameter)
+                p = be.factored_stats(xk, gk, st["row"], st["col"], beta2, h.eps1, h.scale_parameter)
             else:
-                be.unfactored_step(xk, work, gk, st["v"], mom, beta2, rho, h.eps1, h.eps2,
-                                    h.clip_threshold, beta1, h.weight_decay, h.scale_parameter)
-            if work is not ok:
+                p = be.unfactored_stats(xk, gk, st["v"], beta2, h.eps1, h.scale_parameter)
+            if p is None:
+                raise ValueError(
+                    f"the gradient of block {i} (shape {self.shapes[i]}) contains NaN or inf; "
+                    "nothing was updated (the parameters and the optimizer state are unchanged)")
+            pending.append(p)
+        self.t = t
+        for (xk, work, gk, _), st, factored, p in zip(views, self._state, self.factored, pending):
+            if p is None:
+                continue
+            if factored:
+                be.factored_apply(xk, work, gk, st["row"], st["col"], st["m"], p, *rest)
+            else:
+                be.unfactored_apply(xk, work, gk, st["v"], st["m"], p, *rest)
+        self._write_back(be, views, outs)
+
+    @staticmethod
+    def _views(be, shape, factored, x, out, g):
+        """``(x, work, g, copied)`` in the kernel's shape; ``work`` receives the new x.
+
+        ``work`` is ``out`` itself when it can be reshaped without a copy; otherwise
+        (``copied``) a contiguous copy of x, written back to ``out`` after the step.
+        Empty blocks: ``(None, None, None, False)``.
+        """
+        if block_size(shape) == 0:
+            return None, None, None, False
+        ks = kernel_shape(shape, factored)
+        xk = be.reshaped_view(x, ks)
+        work = xk if out is x else be.reshaped_view(out, ks)
+        copied = xk is None or work is None
+        if copied:
+            xk = be.contiguous(x, ks)
+            work = xk
+        return xk, work, g.reshape(ks), copied
+
+    @staticmethod
+    def _write_back(be, views, outs):
+        for (_, work, _, copied), out in zip(views, outs):
+            if copied:
                 be.copy_into(out, work)

@@ -494,3 +494,55 @@ def test_load_state_dict_wrong_shapes_raises(rng):
     with pytest.raises(ValueError):
         other.load_state_dict(opt.state_dict())
 
+
+
+# --- a non-finite gradient is refused before anything changes ---------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("bad_block", [0, 1, 2])
+def test_non_finite_gradient_refused_atomically(dtype, bad, bad_block, rng):
+    shapes = [(6, 5), (7,), (2, 3, 4)]
+    hyper = dict(beta1=0.9)
+    params = random_blocks(rng, shapes, dtype)
+    ref_params = [p.copy() for p in params]
+    opt = Adafactor(shapes, **hyper)
+    ref = ReferenceAdafactor(shapes, **hyper)
+    stream = gradient_stream(rng, shapes, dtype, 4)
+    for grads in stream[:2]:
+        opt.step(params, grads)
+        ref_params = ref.step(ref_params, grads)
+    before_params = [p.copy() for p in params]
+    before_state = opt.state_dict()
+    poisoned = [g.copy() for g in stream[2]]
+    poisoned[bad_block].flat[3] = bad
+    with pytest.raises(ValueError, match=f"block {bad_block}.*NaN or inf"):
+        opt.step(params, poisoned)
+    for p, q in zip(params, before_params):
+        np.testing.assert_array_equal(p, q)
+    after_state = opt.state_dict()
+    assert after_state["t"] == before_state["t"] == 2
+    for blk_a, blk_b in zip(after_state["blocks"], before_state["blocks"]):
+        for key in blk_a:
+            np.testing.assert_array_equal(blk_a[key], blk_b[key])
+    # The refused step leaves no trace: the run goes on as if it never happened.
+    for grads in stream[2:]:
+        opt.step(params, grads)
+        ref_params = ref.step(ref_params, grads)
+    for p, q in zip(params, ref_params):
+        assert_close(p, q, dtype)
+
+
+@pytest.mark.parametrize("shape", [(300, 256), (70_000,)], ids=["parallel_matrix", "parallel_vector"])
+def test_non_finite_gradient_refused_by_parallel_kernels(shape, rng):
+    x = rng.standard_normal(shape)
+    g = rng.standard_normal(shape)
+    opt = Adafactor(shape)
+    opt.step(x, g)
+    before = x.copy()
+    g.flat[-1] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        opt.step(x, g)
+    np.testing.assert_array_equal(x, before)
+    assert opt.t == 1
