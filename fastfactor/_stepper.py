@@ -185,6 +185,13 @@ class Adafactor:
         block) or lists matching ``shapes``. Parameters must be writeable float32
         or float64 arrays (any memory layout); gradients are converted to the
         parameters' dtype.
+
+        Raises
+        ------
+        ValueError
+            If a shape does not match, or if any gradient holds a NaN or inf: the
+            step is then refused as a whole, and the parameters, the state and ``t``
+            are left exactly as they were (skip the batch, or lower the step size).
         """
         ps = [params] if self._single and not isinstance(params, (list, tuple)) else list(params)
         gs = [grads] if self._single and not isinstance(grads, (list, tuple)) else list(grads)
