@@ -132,9 +132,9 @@ def minimize(fun, x0, args=(), jac=None, bounds=None, callback=None, tol=None, o
     >>> T = np.arange(12.0).reshape(3, 4)
     >>> res = fastfactor.minimize(lambda X: 0.5 * np.sum((X - T) ** 2), np.ones((3, 4)),
     ...                           jac=lambda X: X - T,
-    ...                           options={"lr": lambda t: 0.5 / t ** 0.5, "maxiter": 3000})
-    >>> res.x.shape, bool(np.abs(res.x - T).max() < 1e-4)
-    ((3, 4), True)
+    ...                           options={"lr": lambda t: 0.05 / t ** 0.5, "maxiter": 5000})
+    >>> res.success, res.x.shape, bool(np.abs(res.x - T).max() < 1e-4)
+    (True, (3, 4), True)
     """
     options = {} if options is None else dict(options)
     if tol is not None:
