@@ -144,12 +144,14 @@ class ExampleGallery(Directive):
 # --- content that depends on an optional page -------------------------------------------
 
 def _page_exists(env, name):
-    return os.path.exists(os.path.join(env.srcdir, name + ".rst"))
+    """Whether ``name`` is a page: a file with one of the source suffixes (``.rst``)."""
+    return any(os.path.exists(os.path.join(env.srcdir, name + suffix))
+               for suffix in env.config.source_suffix)
 
 
 class IfPageExists(Directive):
-    """``.. if-page-exists:: name``: the content, sections allowed, when ``name.rst``
-    exists in the documentation; nothing otherwise."""
+    """``.. if-page-exists:: name``: the content, sections allowed, when the page
+    ``name`` exists in the documentation; nothing otherwise."""
 
     required_arguments = 1
     has_content = True
