@@ -48,7 +48,8 @@ def adafactor(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None,
     constraints : optional
         Must be empty: Adafactor cannot honour general constraints (``ValueError``).
     callback : callable, optional
-        ``callback(intermediate_result)`` (an ``OptimizeResult`` with ``x`` and ``fun``)
+        ``callback(intermediate_result)`` (an ``OptimizeResult`` with ``x``, ``fun``,
+        ``jac`` and ``nit``, copies)
         or ``callback(xk)``, after every iteration. Raising ``StopIteration`` ends the
         run with status 99.
     **options
