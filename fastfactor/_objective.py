@@ -111,7 +111,7 @@ class DeviceObjective(Objective):
         super().__init__(fun, jac, args, shape, dtype)
         self.be, self.wrap = backend, wrap
         self._buffers = []
-        self._turn = 0
+        self._turn = 1
 
     def _view(self, x):
         return self.wrap(x.reshape(self.shape))
@@ -120,10 +120,13 @@ class DeviceObjective(Objective):
         return as_scalar(self.be.scalar_to_host(f))
 
     def _buffer(self):
+        """The device buffer for the next gradient: the first two calls make them, then
+        they alternate."""
         if len(self._buffers) < 2:
             self._buffers.append(self.be.zeros((int(np.prod(self.shape)),), self.dtype))
-        self._turn = (self._turn + 1) % 2
-        return self._buffers[self._turn - 1 if len(self._buffers) == 2 else 0]
+            return self._buffers[-1]
+        self._turn ^= 1
+        return self._buffers[self._turn]
 
     def _grad(self, g):
         return self.be.grad_into(self._buffer(), g, self.shape, self.dtype)

@@ -67,7 +67,12 @@ class Adafactor:
         A block with ``ndim >= 2`` is factored only when both of its last two axes
         are at least this long (default 1: always).
     device : {"cpu", "cuda"}, optional
-        Where the steps run (default "cpu").
+        Where the steps run (default "cpu"). With "cuda", parameters are device
+        arrays (Numba device arrays, or objects with ``__cuda_array_interface__``
+        such as CuPy arrays and PyTorch CUDA tensors) updated in place on the GPU,
+        gradients may be on the host or the device, and a step never waits for the
+        GPU, so a gradient holding a NaN or inf is not refused there (it propagates);
+        ``state_dict()`` returns NumPy arrays. See the GPU page of the documentation.
 
     Notes
     -----
