@@ -104,7 +104,7 @@ def max_abs_projected(x, g, lb, ub):
     return k._max_abs_projected(x, g, lb, ub)
 
 
-# --- host-array handling: the same names exist in ``cuda.py`` for device arrays -----
+# --- host-array handling: the same names exist in ``fastfactor.cuda`` for device arrays
 
 def zeros(shape, dtype):
     return np.zeros(shape, dtype)

@@ -53,10 +53,10 @@ def require():
 def many_blocks(monkeypatch):
     """Grids of several blocks even for tiny arrays (column tiles, row strips, partial
     sums), with blocks of ``stats`` looping over more than one column tile."""
-    import fastfactor.cuda as fc
-    monkeypatch.setattr(fc, "BLOCKS_TARGET", 8)
-    monkeypatch.setattr(fc, "SPANS_MAX", 2)
-    return fc
+    from fastfactor.cuda import _launch  # the geometry is read there at every launch
+    monkeypatch.setattr(_launch, "BLOCKS_TARGET", 8)
+    monkeypatch.setattr(_launch, "SPANS_MAX", 2)
+    return _launch
 
 
 def size(small, large):

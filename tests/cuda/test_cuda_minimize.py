@@ -46,7 +46,7 @@ class Quartic:
 
     def _out(self, g, like):
         g = g.astype(self.dtype).reshape(np.shape(like) if not fc.is_device_array(like)
-                                         else tuple(fc._view(like).shape))
+                                         else tuple(fc._arrays._view(like).shape))
         return to_dev(g) if self.grad_on == "device" else g
 
     def fun(self, x):

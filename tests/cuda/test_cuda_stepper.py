@@ -87,18 +87,18 @@ def test_shapes_against_cpu_and_reference(case, dtype, rng):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
 def test_grids_of_many_blocks(dtype, rng, many_blocks):
     """Several column tiles, row strips and partial-sum blocks in every kernel."""
-    assert fc.BLOCKS_TARGET == 8
+    assert many_blocks.BLOCKS_TARGET == 8
     nb, n, m = shape = size((2, 20, 70), (1, 300, 7000))
-    spans, strips, *_ = fc._factored_plan(nb, n, m)
-    tiles = -(-m // (fc.LANES * fc.J))
+    spans, strips, *_ = many_blocks._factored_plan(nb, n, m)
+    tiles = -(-m // (many_blocks.LANES * many_blocks.J))
     assert tiles > spans > 1 and strips > 1  # blocks loop over tiles; rows are split
     run_three([shape, size((150,), (30011,))], dtype, {"beta1": 0.5}, rng, n_steps=1)
 
 
 def test_warp_sized_blocks(rng, monkeypatch):
     """The GPU's 32-lane warps (with fewer warps per block, to keep the simulator quick)."""
-    monkeypatch.setattr(fc, "LANES", 32)
-    monkeypatch.setattr(fc, "WARPS", 2)
+    monkeypatch.setattr(fc._launch, "LANES", 32)
+    monkeypatch.setattr(fc._launch, "WARPS", 2)
     run_three([size((9, 70), (300, 1000)), (40,)], np.float32, {}, rng, n_steps=1)
 
 
