@@ -126,92 +126,145 @@ def _chunk(k, nchunks, rows):
 
 
 def _factored_stats(x, g, r, c, rn, cn, beta2, eps1, scale_parameter, nchunks):
-    """New row/column statistics into ``rn``, ``cn``; returns (sum g**2, sum x**2)."""
+    """New row/column statistics into ``rn``, ``cn``; returns (sum g**2, sum x**2).
+
+    The ``B * n`` rows are split into ``nchunks`` contiguous chunks, one parallel loop
+    for the whole batch. A matrix lying wholly inside one chunk gets its column sums
+    there; the first and last matrix of a chunk may be shared with its neighbours, so
+    their partial column sums are kept (``colpart``, O(nchunks * m)) and added up after.
+    """
     nb, n, m = g.shape
-    colpart = np.empty((nchunks, m))
+    rows = nb * n
+    colpart = np.zeros((nchunks, 2, m))
     gpart = np.zeros(nchunks)
     xpart = np.zeros(nchunks)
     keep = 1.0 - beta2
-    # Matrix by matrix, so that scratch memory is O(nchunks * m), whatever the batch.
-    for b in range(nb):
-        colpart[:] = 0.0
-        for k in prange(nchunks):
-            lo, hi = _chunk(k, nchunks, n)
-            lanes = np.empty((4, LANES))
-            rowsum = np.empty(4)
-            xlane = np.zeros(LANES)
-            gs = 0.0
-            xs = 0.0
-            i = lo
-            while i < hi:
-                step = 4 if i + 4 <= hi else 1
+    for k in prange(nchunks):
+        lo, hi = _chunk(k, nchunks, rows)
+        acc = np.empty(m)
+        lanes = np.empty((4, LANES))
+        rowsum = np.empty(4)
+        xlane = np.zeros(LANES)
+        gs = 0.0
+        xs = 0.0
+        bfirst = lo // n
+        blast = (hi - 1) // n
+        q = lo
+        while q < hi:
+            b = q // n
+            i = q - b * n
+            iend = min(hi - b * n, n)
+            acc[:] = 0.0
+            while i < iend:
+                step = 4 if i + 4 <= iend else 1
                 if step == 4:
-                    _add_rows_sumsq(g[b, i:i + 4], colpart[k], lanes, rowsum)
+                    _add_rows_sumsq(g[b, i:i + 4], acc, lanes, rowsum)
                 else:
-                    rowsum[0] = _add_row_sumsq(g[b, i], colpart[k], lanes[0])
+                    rowsum[0] = _add_row_sumsq(g[b, i], acc, lanes[0])
                 for di in range(step):
                     gs += rowsum[di]
                     rn[b, i + di] = beta2 * r[b, i + di] + keep * (rowsum[di] / m + eps1)
                     if scale_parameter:
                         xs += _add_sumsq(x[b, i + di], xlane)
                 i += step
-            gpart[k] += gs
-            xpart[k] += xs + xlane.sum()
-        for j in range(m):
-            s = 0.0
+            if b == bfirst:
+                colpart[k, 0] = acc
+            elif b == blast:
+                colpart[k, 1] = acc
+            else:
+                _finish_columns(acc, c[b], cn[b], beta2, keep, eps1, n)
+            q = b * n + iend
+        gpart[k] = gs
+        xpart[k] = xs + xlane.sum()
+    # Matrices shared between chunks: add their partial column sums, in chunk order.
+    acc = np.empty(m)
+    prev = -1
+    for k0 in range(nchunks):
+        for side in range(2):
+            lo, hi = _chunk(k0, nchunks, rows)
+            if lo >= hi:
+                continue
+            b = lo // n if side == 0 else (hi - 1) // n
+            if b <= prev or (side == 1 and b == lo // n):
+                continue
+            acc[:] = 0.0
             for k in range(nchunks):
-                s += colpart[k, j]
-            cn[b, j] = beta2 * c[b, j] + keep * (s / n + eps1)
+                klo, khi = _chunk(k, nchunks, rows)
+                if klo >= khi:
+                    continue
+                if klo // n == b:
+                    acc += colpart[k, 0]
+                elif (khi - 1) // n == b:
+                    acc += colpart[k, 1]
+            _finish_columns(acc, c[b], cn[b], beta2, keep, eps1, n)
+            prev = b
     return gpart.sum(), xpart.sum()
+
+
+@jit
+def _finish_columns(colsum, c, cn, beta2, keep, eps1, n):
+    """cn = beta2 c + keep (column mean of g**2 + eps1), from the column sums."""
+    for j in range(colsum.shape[0]):
+        cn[j] = beta2 * c[j] + keep * (colsum[j] / n + eps1)
 
 
 def _factored_apply(x, out, g, r, c, rn, cn, mom, xsum, rho, eps2, clip, beta1, wd,
                     scale_parameter, nchunks):
     """Store the statistics, then RMS(U) (pass 2) and the update of x (pass 3)."""
     nb, n, m = g.shape
+    rows = nb * n
     dt = r.dtype
     r[:] = rn
     c[:] = cn
-    colf = np.empty(m, dt)
     rmean = np.empty(nb)
-    upart = np.zeros(nchunks)
     for b in range(nb):
         s = 0.0
         for i in range(n):
             s += np.float64(r[b, i])
         rmean[b] = s / n
 
-    for b in range(nb):
-        _col_factors(c[b], colf)
-        for k in prange(nchunks):
-            lo, hi = _chunk(k, nchunks, n)
-            lane = np.zeros(LANES)
-            scratch = np.empty(1, dt)
-            s = 0.0
-            for i in range(lo, hi):
-                a = _row_factor(rmean[b], r[b, i], scratch)
-                s += _add_sumsq_scaled(g[b, i], a, colf, lane)
-            upart[k] += s + lane.sum()
+    upart = np.zeros(nchunks)
+    for k in prange(nchunks):
+        lo, hi = _chunk(k, nchunks, rows)
+        lane = np.zeros(LANES)
+        colf = np.empty(m, dt)
+        scratch = np.empty(1, dt)
+        current = -1
+        s = 0.0
+        for q in range(lo, hi):
+            b = q // n
+            if b != current:
+                _col_factors(c[b], colf)
+                current = b
+            i = q - b * n
+            a = _row_factor(rmean[b], r[b, i], scratch)
+            s += _add_sumsq_scaled(g[b, i], a, colf, lane)
+        upart[k] = s + lane.sum()
 
-    coef = _coefficients(dt, upart.sum(), xsum, nb * n * m, rho, eps2, clip, beta1, wd,
+    coef = _coefficients(dt, upart.sum(), xsum, rows * m, rho, eps2, clip, beta1, wd,
                          scale_parameter)
     xkeep = coef[0]
     scale = coef[1]
     b1 = coef[2]
     b1c = coef[3]
     use_mom = mom.size > 0
-    for b in range(nb):
-        _col_factors(c[b], colf)
-        for k in prange(nchunks):
-            lo, hi = _chunk(k, nchunks, n)
-            scratch = np.empty(1, dt)
-            for i in range(lo, hi):
-                a = _row_factor(rmean[b], r[b, i], scratch)
-                if use_mom:
-                    _update_row_momentum(x[b, i], out[b, i], g[b, i], mom[b, i], a, colf,
-                                         xkeep, scale, b1, b1c)
-                else:
-                    _update_row(x[b, i], out[b, i], g[b, i], a, colf, xkeep, scale)
+    for k in prange(nchunks):
+        lo, hi = _chunk(k, nchunks, rows)
+        colf = np.empty(m, dt)
+        scratch = np.empty(1, dt)
+        current = -1
+        for q in range(lo, hi):
+            b = q // n
+            if b != current:
+                _col_factors(c[b], colf)
+                current = b
+            i = q - b * n
+            a = _row_factor(rmean[b], r[b, i], scratch)
+            if use_mom:
+                _update_row_momentum(x[b, i], out[b, i], g[b, i], mom[b, i], a, colf,
+                                     xkeep, scale, b1, b1c)
+            else:
+                _update_row(x[b, i], out[b, i], g[b, i], a, colf, xkeep, scale)
 
 
 @jit

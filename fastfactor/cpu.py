@@ -21,8 +21,8 @@ from ._jit import n_chunks
 
 
 def _factored_chunks(g):
-    _, n, m = g.shape
-    return n_chunks(n * m, n)
+    nb, n, _ = g.shape
+    return n_chunks(g.size, nb * n)
 
 
 def factored_stats(x, g, r, c, beta2, eps1, scale_parameter):

@@ -91,6 +91,8 @@ SHAPE_CASES = {
     "several": [(6, 5), (5,), (2, 3, 4), (1,)],
     "parallel_matrix": [(300, 256)],  # >= 2**16 elements: the multi-threaded kernels
     "parallel_3d": [(3, 150, 160), (70_000,)],
+    # many small matrices in one parallel block: row chunks start and end inside matrices
+    "parallel_many_small": [(37, 45, 41)],
 }
 
 
