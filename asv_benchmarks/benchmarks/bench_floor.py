@@ -1,0 +1,46 @@
+"""The step against the memory-traffic floor, with the bandwidth measured in-process.
+
+The floor of a step is the bytes it must move over the machine's read+write
+bandwidth: ``5 n m itemsize`` per factored block (g read three times, x read and
+written once), ``7 size itemsize`` per vector (see ``_common.floor_bytes``). The
+bandwidth is the better of two single-threaded probes on 256 MiB arrays, each counting
+2 x nbytes: ``np.copyto(dst, src)`` and the in-place ``x *= 1.0``
+(``_common.bandwidth_sample``). ``track_time_over_floor`` times the step and the probes
+alternately in one process and reports best step time / floor: 1.0 is the floor, the
+target is <= 1.15.
+"""
+
+from ._common import DTYPES, LARGE_CASES, fastfactor_stepper, measure_bandwidth, ratio_to_floor
+
+
+class Floor:
+    params = (DTYPES, LARGE_CASES)
+    param_names = ["dtype", "case"]
+    unit = "step time / floor"
+    timeout = 600
+    rounds = 1
+
+    def setup(self, dtype, case):
+        self.step = fastfactor_stepper(case, dtype)
+
+    def track_time_over_floor(self, dtype, case):
+        return ratio_to_floor(self.step, case, dtype)[0]
+
+
+class Bandwidth:
+    """The read+write bandwidth probes themselves (GB/s, best of 9), measured once."""
+
+    unit = "GB/s"
+    rounds = 1
+
+    def setup_cache(self):
+        return measure_bandwidth()
+
+    def track_bandwidth_copyto(self, bw):
+        return bw["copyto"] / 1e9
+
+    def track_bandwidth_inplace(self, bw):
+        return bw["inplace"] / 1e9
+
+    def track_bandwidth_best(self, bw):
+        return bw["best"] / 1e9

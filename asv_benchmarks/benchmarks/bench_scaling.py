@@ -1,0 +1,22 @@
+"""Scaling series: time of one factored step of an n x n block against n*n.
+
+A memory-bound step costs a fixed time per element once the block is larger than the
+caches: ``perf_table.py`` reports ns per element and the log-log slope of time
+against n*n (1.0 is linear).
+"""
+
+from ._common import DTYPES, LARGE_TIMING, fastfactor_stepper, pick, timing
+
+SCALING_CASES = [f"{n}x{n}" for n in pick([32, 64], [128, 256, 512, 1024, 2048, 4096, 8192])]
+
+
+@timing(LARGE_TIMING)
+class Scaling:
+    params = (DTYPES, SCALING_CASES)
+    param_names = ["dtype", "case"]
+
+    def setup(self, dtype, case):
+        self.step = fastfactor_stepper(case, dtype)
+
+    def time_step(self, dtype, case):
+        self.step()
