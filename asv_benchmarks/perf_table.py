@@ -115,6 +115,14 @@ def versions():
     return out
 
 
+def env_note():
+    """The environment variables that change how the kernels run, when set."""
+    names = ("NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
+             "OMP_NUM_THREADS", "NUMBA_CACHE_DIR")
+    found = [f"`{k}={os.environ[k]}`" for k in names if os.environ.get(k)]
+    return (" Environment: " + ", ".join(found) + ".") if found else ""
+
+
 def memory_gib():
     try:
         with open("/proc/meminfo") as f:
@@ -303,7 +311,7 @@ def render(res):
         f"**Machine:** {cpu_model()}, {os.cpu_count()} cores, {memory_gib():.0f} GiB RAM; "
         f"{platform.system()} {platform.release()}; Python {platform.python_version()}, "
         f"NumPy {v['numpy']}, Numba {v['numba']} ({v.get('numba threads', '?')} threads), "
-        f"SciPy {v['scipy']}. Peers: {peers}.",
+        f"SciPy {v['scipy']}. Peers: {peers}." + env_note(),
         "",
         "**Bandwidth** (read+write, single thread, 256 MiB arrays, best of 9, counting 2 × nbytes): "
         f"`np.copyto` {bw['copyto'] or float('nan'):.1f} GB/s, in-place `x *= 1.0` "
@@ -352,8 +360,8 @@ def render(res):
     out += ["## Scaling: one factored step of an n×n block", "",
             "Log-log slope of time against n·m (1.00 = linear): " + "; ".join(slopes) + ".", "",
             sc, ""]
-    info = os.path.join(HERE, ".asv", "run-info.txt")
-    if os.path.exists(info) and os.path.getmtime(info) >= os.path.getmtime(res.path) - 3600:
+    info = os.path.join(HERE, ".asv", f"run-info-{res.commit[:8]}.txt")
+    if os.path.exists(info):
         with open(info) as f:
             lines = [ln.strip() for ln in f if ln.strip()]
         if lines:

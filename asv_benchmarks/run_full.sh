@@ -26,12 +26,13 @@ commit=${BENCH_COMMIT:-$(git rev-parse HEAD)}
 status=0
 mkdir -p .asv
 loadavg() { cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?"; }
-echo "load average (1, 5, 15 min) before the run: $(loadavg)" > .asv/run-info.txt
+info=".asv/run-info-${commit:0:8}.txt"
+echo "load average (1, 5, 15 min) before the run: $(loadavg)" > "$info"
 start=$(date +%s)
 "$PY" -m asv run -E existing --set-commit-hash "$commit" --record-samples --show-stderr \
     --durations 10 "$@" || status=$?
 echo "load average after the run: $(loadavg); the run took $(( ($(date +%s) - start) / 60 )) min" \
-    >> .asv/run-info.txt
+    >> "$info"
 "$PY" perf_table.py --commit "$commit" --out PERFORMANCE.md >/dev/null || status=$?
 "$PY" -m asv publish || status=$?
 echo
