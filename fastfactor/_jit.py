@@ -5,6 +5,8 @@ second process does not pay the compile cost again, with ``fastmath`` off so tha
 results follow IEEE rules, and ``nogil`` so that threads can step blocks side by side.
 """
 
+import types
+
 import numba
 
 _DEFAULTS = dict(cache=True, fastmath=False, nogil=True, error_model="numpy")
@@ -20,8 +22,17 @@ def jit(func):
 
 
 def jit_parallel(func):
-    """Compile ``func`` with ``parallel=True`` (``prange`` splits across threads)."""
-    return numba.njit(parallel=True, **_DEFAULTS)(func)
+    """Compile ``func`` with ``parallel=True`` (``prange`` splits across threads).
+
+    The function is compiled as a renamed copy: Numba's on-disk cache is keyed by the
+    function's qualified name and source line, not by ``parallel``, so the serial and
+    the parallel build of one source would otherwise load each other's machine code.
+    """
+    twin = types.FunctionType(func.__code__, func.__globals__, func.__name__ + "_parallel",
+                              func.__defaults__, func.__closure__)
+    twin.__qualname__ = func.__qualname__ + "_parallel"
+    twin.__doc__ = func.__doc__
+    return numba.njit(parallel=True, **_DEFAULTS)(twin)
 
 
 def n_chunks(size, rows):
