@@ -6,6 +6,8 @@ A step is split in two so that it can be refused before anything changes:
   statistics and the sums the step needs, mutating nothing; a non-finite sum means the
   gradient held a NaN or inf.
 - ``*_apply`` stores the statistics and updates x (and the first moment) in place.
+  In place only: with a separate output array, LLVM's run-time overlap check fails
+  whenever the two are the same memory and it falls back to scalar code.
 
 Neither builds an ``n x m`` temporary: ``V_ij = R_i C_j / mean(R)`` enters only through
 ``U_ij = g_ij * a_i * b_j`` with ``a_i = sqrt(mean(R) / R_i)``, ``b_j = 1 / sqrt(C_j)``.
@@ -208,9 +210,9 @@ def _finish_columns(colsum, c, cn, beta2, keep, eps1, n):
         cn[j] = beta2 * c[j] + keep * (colsum[j] / n + eps1)
 
 
-def _factored_apply(x, out, g, r, c, rn, cn, mom, xsum, rho, eps2, clip, beta1, wd,
+def _factored_apply(x, g, r, c, rn, cn, mom, xsum, rho, eps2, clip, beta1, wd,
                     scale_parameter, nchunks):
-    """Store the statistics, then RMS(U) (pass 2) and the update of x (pass 3)."""
+    """Store the statistics, then RMS(U) (pass 2) and the update of x in place (pass 3)."""
     nb, n, m = g.shape
     rows = nb * n
     dt = r.dtype
@@ -261,10 +263,10 @@ def _factored_apply(x, out, g, r, c, rn, cn, mom, xsum, rho, eps2, clip, beta1, 
             i = q - b * n
             a = _row_factor(rmean[b], r[b, i], scratch)
             if use_mom:
-                _update_row_momentum(x[b, i], out[b, i], g[b, i], mom[b, i], a, colf,
+                _update_row_momentum(x[b, i], g[b, i], mom[b, i], a, colf,
                                      xkeep, scale, b1, b1c)
             else:
-                _update_row(x[b, i], out[b, i], g[b, i], a, colf, xkeep, scale)
+                _update_row(x[b, i], g[b, i], a, colf, xkeep, scale)
 
 
 @jit
@@ -281,17 +283,19 @@ def _row_factor(rmean, ri, scratch):
 
 
 @jit
-def _update_row(xrow, orow, grow, a, cf, xkeep, scale):
+def _update_row(xrow, grow, a, cf, xkeep, scale):
+    """x = x xkeep - scale U on one row, in place (one array written: LLVM vectorizes it)."""
     for j in range(grow.shape[0]):
-        orow[j] = xrow[j] * xkeep - scale * (grow[j] * a * cf[j])
+        xrow[j] = xrow[j] * xkeep - scale * (grow[j] * a * cf[j])
 
 
 @jit
-def _update_row_momentum(xrow, orow, grow, mrow, a, cf, xkeep, scale, b1, b1c):
+def _update_row_momentum(xrow, grow, mrow, a, cf, xkeep, scale, b1, b1c):
+    """As ``_update_row``, through the first moment ``mrow``."""
     for j in range(grow.shape[0]):
         mv = b1 * mrow[j] + b1c * (scale * (grow[j] * a * cf[j]))
         mrow[j] = mv
-        orow[j] = xrow[j] * xkeep - mv
+        xrow[j] = xrow[j] * xkeep - mv
 
 
 def _unfactored_stats(x, g, v, beta2, eps1, scale_parameter, nchunks):
@@ -310,7 +314,7 @@ def _unfactored_stats(x, g, v, beta2, eps1, scale_parameter, nchunks):
     return upart.sum(), xpart.sum()
 
 
-def _unfactored_apply(x, out, g, v, mom, beta2, eps1, usum, xsum, rho, eps2, clip, beta1,
+def _unfactored_apply(x, g, v, mom, beta2, eps1, usum, xsum, rho, eps2, clip, beta1,
                       wd, scale_parameter, nchunks):
     """Store the new second moment and update x (and the first moment) in one pass."""
     size = g.shape[0]
@@ -328,36 +332,50 @@ def _unfactored_apply(x, out, g, v, mom, beta2, eps1, usum, xsum, rho, eps2, cli
     for k in prange(nchunks):
         lo, hi = _chunk(k, nchunks, size)
         if use_mom:
-            for i in range(lo, hi):
-                gi = g[i]
-                vi = bet2 * v[i] + keep * (gi * gi + e1)
-                v[i] = vi
-                mv = b1 * mom[i] + b1c * (scale * (gi / np.sqrt(vi)))
-                mom[i] = mv
-                out[i] = x[i] * xkeep - mv
+            _update_normalized_momentum(x[lo:hi], g[lo:hi], v[lo:hi], mom[lo:hi], bet2, keep, e1,
+                                        xkeep, scale, b1, b1c)
         else:
-            for i in range(lo, hi):
-                gi = g[i]
-                vi = bet2 * v[i] + keep * (gi * gi + e1)
-                v[i] = vi
-                out[i] = x[i] * xkeep - scale * (gi / np.sqrt(vi))
+            _update_normalized(x[lo:hi], g[lo:hi], v[lo:hi], bet2, keep, e1, xkeep, scale)
+
+
+@jit
+def _update_normalized(x, g, v, beta2, keep, eps1, xkeep, scale):
+    """v = beta2 v + keep (g**2 + eps1); x = x xkeep - scale g / sqrt(v), in place."""
+    for i in range(g.shape[0]):
+        gi = g[i]
+        vi = beta2 * v[i] + keep * (gi * gi + eps1)
+        v[i] = vi
+        x[i] = x[i] * xkeep - scale * (gi / np.sqrt(vi))
+
+
+@jit
+def _update_normalized_momentum(x, g, v, mom, beta2, keep, eps1, xkeep, scale, b1, b1c):
+    """As ``_update_normalized``, through the first moment ``mom``."""
+    for i in range(g.shape[0]):
+        gi = g[i]
+        vi = beta2 * v[i] + keep * (gi * gi + eps1)
+        v[i] = vi
+        mv = b1 * mom[i] + b1c * (scale * (gi / np.sqrt(vi)))
+        mom[i] = mv
+        x[i] = x[i] * xkeep - mv
 
 
 @jit
 def _add_sumsq_normalized(g, v, beta2, keep, eps1, lane):
-    """Add (g / sqrt(beta2 v + keep (g**2 + eps1)))**2 into the lanes; return the tail's sum."""
+    """Add U**2 = g**2 / (beta2 v + keep (g**2 + eps1)) into the lanes; return the tail's sum.
+
+    U**2 is formed without the square root (it only feeds RMS(U)).
+    """
     m = g.shape[0]
     mm = m - m % LANES
     for base in range(0, mm, LANES):
         for k in range(LANES):
-            gj = g[base + k]
-            u = np.float64(gj / np.sqrt(beta2 * v[base + k] + keep * (gj * gj + eps1)))
-            lane[k] += u * u
+            g2 = g[base + k] * g[base + k]
+            lane[k] += np.float64(g2 / (beta2 * v[base + k] + keep * (g2 + eps1)))
     s = 0.0
     for j in range(mm, m):
-        gj = g[j]
-        u = np.float64(gj / np.sqrt(beta2 * v[j] + keep * (gj * gj + eps1)))
-        s += u * u
+        g2 = g[j] * g[j]
+        s += np.float64(g2 / (beta2 * v[j] + keep * (g2 + eps1)))
     return s
 
 

@@ -25,6 +25,13 @@ def _factored_chunks(g):
     return n_chunks(g.size, nb * n)
 
 
+def _start_from(x, out):
+    """``out`` holding x's values: the kernels update in place."""
+    if out is not x:
+        np.copyto(out, x)
+    return out
+
+
 def factored_stats(x, g, r, c, beta2, eps1, scale_parameter):
     """Pending statistics ``(R_new, C_new, sum x**2)`` of a ``(B, n, m)`` block, or None.
 
@@ -50,8 +57,8 @@ def factored_apply(x, out, g, r, c, mom, pending, rho, eps2, clip, beta1, wd,
     rn, cn, xsum = pending
     nchunks = _factored_chunks(g)
     kernel = k.factored_apply_serial if nchunks == 1 else k.factored_apply_parallel
-    kernel(x, out, g, r, c, rn, cn, mom, xsum, float(rho), float(eps2), float(clip),
-           float(beta1), float(wd), bool(scale_parameter), nchunks)
+    kernel(_start_from(x, out), g, r, c, rn, cn, mom, xsum, float(rho), float(eps2),
+           float(clip), float(beta1), float(wd), bool(scale_parameter), nchunks)
 
 
 def factored_step(x, out, g, r, c, mom, beta2, rho, eps1, eps2, clip, beta1, wd,
@@ -80,8 +87,8 @@ def unfactored_apply(x, out, g, v, mom, pending, rho, eps2, clip, beta1, wd,
     beta2, eps1, usum, xsum = pending
     nchunks = n_chunks(g.size, g.size)
     kernel = k.unfactored_apply_serial if nchunks == 1 else k.unfactored_apply_parallel
-    kernel(x, out, g, v, mom, beta2, eps1, usum, xsum, float(rho), float(eps2), float(clip),
-           float(beta1), float(wd), bool(scale_parameter), nchunks)
+    kernel(_start_from(x, out), g, v, mom, beta2, eps1, usum, xsum, float(rho), float(eps2),
+           float(clip), float(beta1), float(wd), bool(scale_parameter), nchunks)
 
 
 def unfactored_step(x, out, g, v, mom, beta2, rho, eps1, eps2, clip, beta1, wd,
