@@ -85,8 +85,9 @@ def adafactor(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None,
         ``res.x``, ``res.jac`` and callback arrays are copies of x0's kind.
     lr, eps1, eps2, clip_threshold, decay_rate, beta1, weight_decay, scale_parameter, warmup_init, min_dim_size_to_factor
         The hyper-parameters, as in :class:`fastfactor.Adafactor`. Deterministic
-        problems need a decaying ``lr`` schedule (a callable ``t -> rho_t``) to
-        converge tightly: with a fixed step the clipped updates keep their size.
+        problems need a decaying ``lr`` schedule (a callable ``t -> rho_t``) or
+        momentum (``beta1``) to converge tightly: without either, the clipped
+        updates keep their size.
 
     Examples
     --------

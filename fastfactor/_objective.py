@@ -79,7 +79,7 @@ class Objective:
             for i, h in enumerate(steps):
                 xw[i] = xd[i] + 1j * h
                 self.nfev += 1
-                g[i] = np.imag(np.asarray(self.fun(xw.reshape(self.shape), *self.args))) / h
+                g[i] = np.imag(np.asarray(self.fun(xw.reshape(self.shape).copy(), *self.args))) / h
                 xw[i] = xd[i]
             return g.astype(self.dtype)
         xw = x.copy()
