@@ -29,7 +29,7 @@ sys.path.insert(0, HERE)
 
 from benchmarks._common import floor_bytes  # noqa: E402
 
-# Targets of issue #3.
+# The performance targets the project holds itself to.
 FLOOR_TARGET = 1.15
 PEER_TARGETS = {"torch": 10.0, "hf": 7.0, "optax": 3.5}
 PEER_LABELS = {"torch": "torch.optim", "hf": "HF", "optax": "optax (jit)"}
@@ -322,7 +322,7 @@ def render(res):
         "alternately (best of 9 each); the \"floor ms\" column uses the bandwidth above.",
         "",
         "Times: the best sample of each asv benchmark (one step per sample, after warm-up). "
-        "The ✓/✗ marks compare with the targets of issue #3.",
+        "The ✓/✗ marks compare with the project's performance targets (named above each table).",
         "",
         "## One step, large blocks (ms)",
         "",

@@ -41,7 +41,7 @@ def pick(smoke, full):
 
 DTYPES = ["float32", "float64"]
 
-#: Large single blocks: square, tall, wide, batched 3-D, and the issue's 16384x4096.
+#: Large single blocks: square, tall, wide, batched 3-D, and 16384x4096.
 FACTORED_CASES = pick(
     ["64x48", "4x32x16"],
     ["1024x1024", "4096x4096", "16384x1024", "1024x16384", "16x1024x1024", "16384x4096"],
