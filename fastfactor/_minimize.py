@@ -14,8 +14,8 @@ from ._stepper import Adafactor, backend
 MESSAGES = {
     0: "Optimization terminated successfully: the gradient is below gtol.",
     1: "Maximum number of iterations has been exceeded.",
-    2: "Stopped: the objective or its gradient became NaN or inf; x is the last iterate "
-       "where both were finite.",
+    2: "Stopped: the objective or its gradient became NaN or inf (or so large that its "
+       "square overflows); x is the last iterate where both were finite.",
     99: "`callback` raised `StopIteration`.",
 }
 
@@ -208,7 +208,9 @@ class _Loop:
                 break
             if nit >= maxiter:
                 break
-            self.opt.apply(xb, spareb, self._blocks(g))
+            if self.opt.apply(xb, spareb, self._blocks(g)) is not None:
+                status = 2  # g is finite but its square overflows: no step can be taken
+                break
             if self.box is not None:
                 self.be.clip(spare, self.box[0], self.box[1])
             f_new, g_new = self.obj(spare)

@@ -212,14 +212,20 @@ class Adafactor:
         if self.dtype is not None and dtype != self.dtype:
             raise TypeError(f"the optimizer state is {self.dtype}, the parameters are {dtype}")
         gs = [be.as_grad(g, shape, dtype) for g, shape in zip(gs, self.shapes)]
-        self.apply(arrays, arrays, gs)
+        bad = self.apply(arrays, arrays, gs)
+        if bad is not None:
+            raise ValueError(
+                f"the gradient of block {bad} (shape {self.shapes[bad]}) contains NaN or inf "
+                "(or values whose squares overflow); nothing was updated (the parameters "
+                "and the optimizer state are unchanged)")
         return params
 
     def apply(self, xs, outs, gs):
         """One step from ``xs`` into ``outs`` (which may be ``xs``) with gradients ``gs``.
 
         The arrays are already checked: block shapes, one float dtype, gradients in it.
-        A gradient holding a NaN or inf raises ``ValueError`` before anything changes.
+        Returns None once applied, or the index of the first block whose gradient is
+        not finite (NaN, inf, or squares that overflow): then nothing has changed.
         """
         if self._state is None:
             self._allocate(xs[0].dtype)
@@ -241,7 +247,7 @@ class Adafactor:
                 else:
                     be.unfactored_step(xk, work, gk, st["v"], st["m"], beta2, rho, h.eps1, *rest[1:])
             self._write_back(be, views, outs)
-            return
+            return None
         # Phase 1 reads every gradient and changes nothing; phase 2 applies.
         pending = []
         for i, ((xk, work, gk, _), st, factored) in enumerate(zip(views, self._state, self.factored)):
@@ -253,9 +259,7 @@ class Adafactor:
             else:
                 p = be.unfactored_stats(xk, gk, st["v"], beta2, h.eps1, h.scale_parameter)
             if p is None:
-                raise ValueError(
-                    f"the gradient of block {i} (shape {self.shapes[i]}) contains NaN or inf; "
-                    "nothing was updated (the parameters and the optimizer state are unchanged)")
+                return i
             pending.append(p)
         self.t = t
         for (xk, work, gk, _), st, factored, p in zip(views, self._state, self.factored, pending):
@@ -266,6 +270,7 @@ class Adafactor:
             else:
                 be.unfactored_apply(xk, work, gk, st["v"], st["m"], p, *rest)
         self._write_back(be, views, outs)
+        return None
 
     @staticmethod
     def _views(be, shape, factored, x, out, g):

@@ -520,7 +520,9 @@ class _Loop:
                 if not (math.isfinite(f) and np.all(np.isfinite(g))):
                     status = 2
                     break
-                opt.apply(xb, sb, self._blocks(g))
+                if opt.apply(xb, sb, self._blocks(g)) is not None:
+                    status = 2  # g**2 overflows: the step was refused, xa is unchanged
+                    break
                 nit += 1
                 xa, spare, xb, sb = spare, xa, sb, xb
                 self.batch_fun = f

@@ -614,3 +614,13 @@ def test_result_is_an_optimize_result_with_all_fields():
     assert isinstance(res.x, np.ndarray) and res.x.shape == (20,)
     assert isinstance(res.success, (bool, np.bool_))
     assert np.ndim(res.fun) == 0
+
+
+@pytest.mark.parametrize("shape", [(3,), (2, 3)])
+def test_gradient_whose_square_overflows_stops_with_status_2(shape):
+    x0 = np.ones(shape)
+    res = fastfactor.minimize(lambda x: (float(np.sum(x)), np.full(shape, 1e200)), x0, jac=True,
+                              options={"maxiter": 3})
+    assert res.status == 2 and not res.success
+    assert res.nit == 0
+    np.testing.assert_array_equal(res.x, x0)

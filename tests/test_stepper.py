@@ -548,3 +548,14 @@ def test_non_finite_gradient_refused_by_parallel_kernels(shape, rng):
         opt.step(x, g)
     np.testing.assert_array_equal(x, before)
     assert opt.t == 1
+
+
+def test_gradient_whose_square_overflows_is_refused(rng):
+    x = rng.standard_normal((4, 5))
+    opt = Adafactor((4, 5))
+    before = x.copy()
+    g = np.full((4, 5), 1e200)  # finite, but g**2 is inf
+    with pytest.raises(ValueError, match="overflow"):
+        opt.step(x, g)
+    np.testing.assert_array_equal(x, before)
+    assert opt.t == 0
