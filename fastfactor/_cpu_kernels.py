@@ -250,6 +250,8 @@ def _factored_apply(x, g, r, c, rn, cn, mom, xsum, rho, eps2, clip, beta1, wd,
     b1 = coef[2]
     b1c = coef[3]
     use_mom = mom.size > 0
+    # The row walk repeats pass 2's on purpose: a shared helper returning (b, i, a_i)
+    # is not inlined and made this pass 40% slower.
     for k in prange(nchunks):
         lo, hi = _chunk(k, nchunks, rows)
         colf = np.empty(m, dt)
