@@ -26,7 +26,7 @@ def _run(code, **env):
 
 
 @pytest.mark.skipif(os.environ.get("NUMBA_ENABLE_CUDASIM", "") not in ("", "0"),
-                    reason="the simulator is on here: tests/cuda run in this session directly")
+                    reason="the simulator is on in this process: tests/cuda run here directly")
 def test_cuda_suite_in_the_simulator():
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
     env.pop("FASTFACTOR_TEST_SIZE", None)
