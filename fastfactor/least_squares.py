@@ -7,6 +7,8 @@ problem is solved in the scaled variables ``x / x_scale``; the convergence tests
 (``gtol``, ``xtol``) run in a callback, and the result carries SciPy's least-squares
 fields. The defaults were measured on linear, exponential, Arrhenius and NIST StRD
 problems: see ``docs/least_squares.rst``.
+The bounds, scales, residuals and Jacobians live in ``_lsq_residuals``, the run on
+top of :func:`fastfactor.minimize` in ``_lsq_run``.
 """
 
 import math
@@ -14,14 +16,14 @@ import numbers
 import warnings
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.optimize import Bounds, OptimizeResult, OptimizeWarning
-from scipy.sparse.linalg import LinearOperator
+from scipy.optimize import Bounds, OptimizeWarning
 
 from ._hyper import HYPER_NAMES
+from ._lsq_residuals import (  # noqa: F401  (re-exported)
+    _column_norms, _parse_bounds, _Residuals, _rmatvec, _x_scale)
+from ._lsq_run import MESSAGES, _cost, _Run  # noqa: F401  (re-exported)
 from ._minimize import minimize
-from ._objective import FD_METHODS
-from ._options import as_x0, parse_bounds, wants_intermediate_result
+from ._options import as_x0
 
 __all__ = ["least_squares"]
 
@@ -38,15 +40,6 @@ DEFAULT_SOLVER = {"maxiter": 20000, "gtol": 1e-8, "xtol": 1e-10, "x_scale": None
                   "disp": False}
 #: Options of fastfactor.minimize that pass through unchanged.
 PASS_THROUGH = ("shapes",)
-
-MESSAGES = {
-    0: "`gtol` termination condition is satisfied.",
-    1: "The maximum number of iterations is exceeded.",
-    2: "Stopped: the residuals or the Jacobian became NaN or inf; x is the lowest-cost "
-       "iterate where both were finite.",
-    3: "`xtol` termination condition is satisfied.",
-    99: "`callback` raised `StopIteration`.",
-}
 
 
 def least_squares(fun, x0, jac=None, args=(), bounds=None, options=None, callback=None):
@@ -215,292 +208,3 @@ def _split_options(options):
                              f"the default is {DEFAULT_SOLVER[name]}")
     solver["disp"] = bool(solver["disp"])
     return solver, hyper, passed
-
-
-def _parse_bounds(bounds, x):
-    """``(lb, ub)`` as float arrays of x's shape, or ``(None, None)`` for no bounds.
-
-    SciPy's least-squares form (a pair of scalars or arrays) becomes a ``Bounds``; the
-    checks (broadcasting, NaN, ``lb <= ub``) are those of :func:`fastfactor.minimize`.
-    """
-    if bounds is None:
-        return None, None
-    if not isinstance(bounds, Bounds):
-        try:
-            n_items = len(bounds)
-        except TypeError:
-            n_items = -1
-        if n_items != 2:
-            raise ValueError(
-                "bounds must be a pair (lb, ub) of scalars or arrays, as in "
-                "scipy.optimize.least_squares, or a scipy.optimize.Bounds; got "
-                f"{bounds!r}")
-        bounds = Bounds(*bounds)
-    try:
-        box = parse_bounds(bounds, x)
-    except ValueError as exc:
-        if "broadcast" not in str(exc):
-            raise
-        raise ValueError(f"bounds must broadcast to x0's shape {x.shape}: got lb of shape "
-                         f"{np.shape(bounds.lb)} and ub of shape {np.shape(bounds.ub)}") from None
-    if box is None:
-        return None, None
-    return box[0].reshape(x.shape), box[1].reshape(x.shape)
-
-
-def _x_scale(spec, x, J):
-    """The positive scale of each variable, in x's shape and dtype."""
-    if spec is None:
-        if x.ndim <= 1:
-            a = np.abs(x)
-            return np.where(a > 0, a, 1).astype(x.dtype)
-        return np.ones_like(x)
-    if isinstance(spec, str):
-        if spec != "jac":
-            raise ValueError(f"x_scale must be 'jac', None or positive numbers, got {spec!r}")
-        if J is None:  # residuals not finite at x0: nothing to scale by
-            return np.ones_like(x)
-        norms = _column_norms(J, x.size).reshape(x.shape)
-        return np.where(norms > 0, 1 / np.where(norms > 0, norms, 1), 1).astype(x.dtype)
-    try:
-        s = np.broadcast_to(np.asarray(spec, dtype=float), x.shape)
-    except (TypeError, ValueError):
-        raise ValueError(f"x_scale must be 'jac', None or positive numbers broadcastable to "
-                         f"x0's shape {x.shape}, got {spec!r}") from None
-    if not (np.all(np.isfinite(s)) and np.all(s > 0)):
-        raise ValueError(f"x_scale must be positive and finite, got {spec!r}")
-    return s.astype(x.dtype)
-
-
-def _column_norms(J, n):
-    """The column norms of J (an operator is applied to the n unit vectors once)."""
-    if isinstance(J, LinearOperator):
-        return np.linalg.norm(J.matmat(np.eye(n)), axis=0)
-    if sp.issparse(J):
-        return np.sqrt(np.asarray(J.multiply(J).sum(axis=0)).ravel())
-    return np.linalg.norm(J, axis=0)
-
-
-# --- residuals and Jacobians ---------------------------------------------------------
-
-class _Residuals:
-    """``r(x)`` and ``J(x)`` for every ``jac`` form, with true evaluation counts."""
-
-    def __init__(self, fun, jac, args, shape, lb, ub):
-        self.fun, self.args, self.shape = fun, args, shape
-        self.n = math.prod(shape)
-        self.m = None
-        self.lb, self.ub = lb, ub
-        self.nfev = self.njev = 0
-        if callable(jac):
-            self.jac, self.fd = jac, None
-        elif jac is None or (isinstance(jac, str) and jac in FD_METHODS):
-            self.jac, self.fd = None, "2-point" if jac is None else jac
-        else:
-            raise ValueError(f"jac must be a callable returning the Jacobian, None or one of "
-                             f"{FD_METHODS} (finite differences), got {jac!r}")
-
-    def residuals(self, x):
-        self.nfev += 1
-        r = self.fun(x.reshape(self.shape).copy(), *self.args)
-        r = np.asarray(r)
-        if r.dtype.kind not in "biufc" or (r.dtype.kind == "c" and self.fd != "cs"):
-            raise TypeError(f"fun must return real numbers (the residuals), got dtype {r.dtype}")
-        r = r.reshape(-1)
-        if self.m is None:
-            if r.size == 0:
-                raise ValueError("fun returned no residuals; it must return at least one")
-            self.m = r.size
-        elif r.size != self.m:
-            raise ValueError(f"fun returned {r.size} residuals, but {self.m} at x0; "
-                             "their number must not change")
-        return r
-
-    def evaluate(self, x):
-        """``(r, J)`` at x (J is None when r is not finite)."""
-        r = np.real(self.residuals(x)).astype(np.float64, copy=False)
-        if not np.all(np.isfinite(r)):
-            return r, None
-        self.njev += 1
-        if self.jac is None:
-            return r, self._finite_difference(x, r)
-        return r, self._check_jac(self.jac(x.reshape(self.shape).copy(), *self.args))
-
-    def _check_jac(self, J):
-        m, n = self.m, self.n
-        if isinstance(J, LinearOperator) or sp.issparse(J):
-            if tuple(J.shape) != (m, n):
-                raise ValueError(f"jac returned a {type(J).__name__} of shape {J.shape}, "
-                                 f"expected (m, n) = {(m, n)}")
-            return J
-        J = np.asarray(J)
-        if J.dtype.kind not in "biuf":
-            raise TypeError(f"jac must return a real Jacobian, got dtype {J.dtype}")
-        if J.shape not in ((m, n), (m,) + tuple(self.shape)) and not (m == 1 and J.shape == (n,)):
-            raise ValueError(f"jac returned an array of shape {J.shape}; expected (m, n) = "
-                             f"{(m, n)} (or (m,) + x0.shape) for {m} residuals and "
-                             f"{n} unknowns")
-        return J.reshape(m, n)
-
-    def _finite_difference(self, x, r0):
-        """Columns ``(r(x + h e_i) - r(x)) / h`` (or central, or complex-step)."""
-        xf = x.reshape(-1)
-        eps = np.finfo(x.dtype).eps
-        h0 = eps ** (1 / 3 if self.fd == "3-point" else 1 / 2) * np.maximum(1.0, np.abs(xf))
-        lb = None if self.lb is None else self.lb.reshape(-1)
-        ub = None if self.ub is None else self.ub.reshape(-1)
-        J = np.empty((self.m, self.n))
-        if self.fd == "cs":
-            xc = xf.astype(np.complex128)
-            for i in range(self.n):
-                xc[i] += 1j * h0[i]
-                J[:, i] = np.imag(self.residuals(xc)) / h0[i]
-                xc[i] = xf[i]
-            return J
-        xw = xf.copy()
-        for i in range(self.n):
-            fwd_ok = ub is None or xf[i] + h0[i] <= ub[i]
-            bwd_ok = lb is None or xf[i] - h0[i] >= lb[i]
-            if self.fd == "3-point" and fwd_ok and bwd_ok:
-                xw[i] = xf[i] + h0[i]
-                hp = float(xw[i]) - float(xf[i])
-                rp = self.residuals(xw)
-                xw[i] = xf[i] - h0[i]
-                hm = float(xf[i]) - float(xw[i])
-                J[:, i] = (rp - self.residuals(xw)) / (hp + hm)
-            else:
-                xw[i] = xf[i] + h0[i] if fwd_ok or not bwd_ok else xf[i] - h0[i]
-                h = float(xw[i]) - float(xf[i])
-                J[:, i] = (self.residuals(xw) - r0) / h
-            xw[i] = xf[i]
-        return J
-
-
-def _rmatvec(J, r):
-    """``J.T @ r`` as a flat float array, for dense, sparse and LinearOperator J."""
-    if isinstance(J, LinearOperator):
-        return np.asarray(J.rmatvec(r), dtype=float).reshape(-1)
-    return np.asarray(J.T @ r, dtype=float).reshape(-1)
-
-
-# --- the run ---------------------------------------------------------------------------
-
-class _Run:
-    """State shared by the objective, the monitoring callback and the result.
-
-    The problem is solved in ``z = x / scale``; ``last`` caches the last evaluation
-    (minimize evaluates each iterate once, then the callback and the result look it
-    up), ``best`` the lowest-cost iterate.
-    """
-
-    def __init__(self, problem, scale, lb, ub, solver, callback):
-        self.p, self.scale, self.lb, self.ub = problem, scale, lb, ub
-        self.gtol, self.xtol, self.disp = solver["gtol"], solver["xtol"], solver["disp"]
-        self.callback = callback
-        self.new_callback = callback is not None and wants_intermediate_result(callback)
-        self.last = None  # (z, x, r, J, g) of the last evaluation
-        self.best = None  # (cost, z) of the lowest-cost iterate
-        self.z_prev = None  # the previous iterate, for xtol
-        self.reason = None  # the status a test of `monitor` stopped the run with
-        self.status = None
-        self.nit = 0
-        self.z_final = None
-
-    def start(self, z0, x0, r0, J0):
-        """Cache the evaluation at x0; False when the run ends there (status 2 or 0)."""
-        g0 = None if J0 is None else _rmatvec(J0, r0).reshape(x0.shape)
-        self.last = (z0.copy(), x0, r0, J0, g0)
-        self.initial_cost = _cost(r0)
-        self.best = (self.initial_cost, z0.copy())
-        self.z_prev = z0.copy()
-        self.z_final = z0
-        if g0 is None or not np.all(np.isfinite(g0)):
-            self.status = 2
-        elif self._optimality(x0, g0) <= self.gtol:
-            self.status = 0
-        return self.status is None
-
-    def _at(self, z):
-        """``(x, r, J, g)`` at z, from the last evaluation when it was at z."""
-        if np.array_equal(self.last[0], z):
-            return self.last[1:]
-        x = (z * self.scale).astype(z.dtype)
-        if self.lb is not None:  # z's bounds are lb / scale: undo any rounding
-            np.clip(x, self.lb, self.ub, out=x)
-        r, J = self.p.evaluate(x)
-        g = None if J is None else _rmatvec(J, r).reshape(x.shape)
-        self.last = (z.copy(), x, r, J, g)
-        return x, r, J, g
-
-    def objective(self, z):
-        """``(½‖r‖², scale * Jᵀr)`` at ``x = scale * z``, for minimize (jac=True)."""
-        x, r, J, g = self._at(z)
-        if g is None:
-            return math.nan, np.zeros(z.shape, z.dtype)
-        return _cost(r), g * self.scale
-
-    def _optimality(self, x, g):
-        if self.lb is None:
-            return float(np.max(np.abs(g), initial=0.0))
-        return float(np.max(np.abs(np.clip(x - g, self.lb, self.ub) - x), initial=0.0))
-
-    def monitor(self, intermediate_result):
-        """minimize's callback: track the best iterate, call the user's callback, and
-        stop (StopIteration) when gtol or xtol is met."""
-        z, cost = intermediate_result.x, intermediate_result.fun
-        self.nit = intermediate_result.nit
-        x, r, J, g = self._at(z)
-        if cost < self.best[0]:
-            self.best = (cost, z)
-        if self.callback is not None and self._call_user(x, r, cost):
-            self.reason = 99
-        elif self._optimality(x, g) <= self.gtol:
-            self.reason = 0
-        elif np.linalg.norm(z - self.z_prev) <= self.xtol * (self.xtol + np.linalg.norm(z)):
-            self.reason = 3
-        self.z_prev = z
-        if self.reason is not None:
-            raise StopIteration
-
-    def _call_user(self, x, r, cost):
-        """Run the user's callback; True if it raised StopIteration."""
-        xk = x.copy()
-        try:
-            if self.new_callback:
-                self.callback(intermediate_result=OptimizeResult(
-                    x=xk, cost=cost, fun=r.copy(), nit=self.nit, nfev=self.p.nfev))
-            else:
-                self.callback(xk)
-        except StopIteration:
-            return True
-        return False
-
-    def finish(self, res):
-        self.nit = res.nit
-        self.status = self.reason if res.status == 99 and self.reason is not None else res.status
-        self.z_final = res.x if self.status in (0, 3) else self.best[1]
-
-    def result(self):
-        x, r, J, g = self._at(self.z_final)
-        finite = g is not None
-        if not finite:
-            g = np.full(x.shape, np.nan)
-        active = np.zeros(x.shape, dtype=int)
-        if self.lb is not None:
-            active[x <= self.lb] = -1
-            active[x >= self.ub] = 1
-        status = self.status
-        res = OptimizeResult(
-            x=x.copy(), cost=_cost(r), fun=r.copy(), jac=J, grad=g,
-            optimality=self._optimality(x, g) if finite else math.nan,
-            active_mask=active, nfev=self.p.nfev, njev=self.p.njev, nit=self.nit,
-            status=status, success=status in (0, 3), message=MESSAGES[status])
-        if self.disp:
-            print(res.message)
-            print(f"Function evaluations {res.nfev}, initial cost {self.initial_cost:.4e}, "
-                  f"final cost {res.cost:.4e}, first-order optimality {res.optimality:.2e}.")
-        return res
-
-
-def _cost(r):
-    return 0.5 * float(np.dot(r, r))
