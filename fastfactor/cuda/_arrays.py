@@ -263,6 +263,20 @@ def as_param(p, shape):
     return d
 
 
+def checked_grad(g, shape, expected):
+    """``g`` checked against ``shape``: ``(array, on_device)``, a device view when ``g``
+    is a device array, else a NumPy array. ``expected`` names the shape in the error."""
+    on_device = is_device_array(g)
+    a = _view(g) if on_device else np.asarray(g)
+    if tuple(a.shape) != tuple(shape):
+        raise ValueError(f"gradient of shape {tuple(a.shape)} does not match {expected}")
+    if np.dtype(a.dtype).kind not in "biuf":
+        raise TypeError(f"gradients must be real numbers, got dtype {a.dtype}")
+    if on_device:
+        _check_strides(a, "gradient")
+    return a, on_device
+
+
 def as_grad(g, shape, dtype):
     """``g`` (host or device) as a C-contiguous device array of ``shape`` in ``dtype``.
 
@@ -270,24 +284,14 @@ def as_grad(g, shape, dtype):
     the device; a host gradient is copied to the device.
     """
     dtype = np.dtype(dtype)
-    if is_device_array(g):
-        d = _view(g)
-        if tuple(d.shape) != tuple(shape):
-            raise ValueError(f"gradient of shape {tuple(d.shape)} does not match the block shape {shape}")
-        if np.dtype(d.dtype).kind not in "biuf":
-            raise TypeError(f"gradients must be real numbers, got dtype {d.dtype}")
-        _check_strides(d, "gradient")
-        if d.dtype == dtype and _is_c_contiguous(d):
-            return d
-        out = cuda.device_array(d.shape, dtype)
-        _copy(d, out)
-        return out
-    h = np.asarray(g)
-    if h.shape != tuple(shape):
-        raise ValueError(f"gradient of shape {h.shape} does not match the block shape {shape}")
-    if h.dtype.kind not in "biuf":
-        raise TypeError(f"gradients must be real numbers, got dtype {h.dtype}")
-    return cuda.to_device(np.ascontiguousarray(h, dtype=dtype))
+    a, on_device = checked_grad(g, shape, f"the block shape {tuple(shape)}")
+    if not on_device:
+        return cuda.to_device(np.ascontiguousarray(a, dtype=dtype))
+    if a.dtype == dtype and _is_c_contiguous(a):
+        return a
+    out = cuda.device_array(a.shape, dtype)
+    _copy(a, out)
+    return out
 
 
 def reshaped_view(a, shape):

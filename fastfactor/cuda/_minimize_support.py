@@ -11,8 +11,8 @@ import numpy as np
 from numba import cuda
 
 from .._blocks import FLOAT_DTYPES
-from ._arrays import (_check_strides, _copy, _view, contiguous, copy_into, is_device_array,
-                      to_device, to_host)
+from ._arrays import (_check_strides, _copy, _view, checked_grad, contiguous, copy_into,
+                      is_device_array, to_device, to_host)
 from ._steps import max_abs
 
 
@@ -42,21 +42,8 @@ def as_x0(x0, host_as_x0):
 
 def grad_into(out, g, shape, dtype):
     """Copy the user's gradient ``g`` (host or device, of ``shape``) into the flat ``out``."""
-    if is_device_array(g):
-        d = _view(g)
-        if tuple(d.shape) != tuple(shape):
-            raise ValueError(f"the gradient has shape {tuple(d.shape)}, expected {tuple(shape)} (the shape of x)")
-        if np.dtype(d.dtype).kind not in "biuf":
-            raise TypeError(f"the gradient must be real, got dtype {d.dtype}")
-        _check_strides(d, "gradient")
-        copy_into(out, d)
-        return out
-    h = np.asarray(g)
-    if h.shape != tuple(shape):
-        raise ValueError(f"the gradient has shape {h.shape}, expected {tuple(shape)} (the shape of x)")
-    if h.dtype.kind not in "biuf":
-        raise TypeError(f"the gradient must be real, got dtype {h.dtype}")
-    copy_into(out, h)
+    a, _ = checked_grad(g, shape, f"{tuple(shape)} (the shape of x)")
+    copy_into(out, a)
     return out
 
 
