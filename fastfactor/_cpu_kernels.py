@@ -4,7 +4,8 @@ A step is split in two so that it can be refused before anything changes:
 
 - ``*_stats`` reads the gradient (and x, for its RMS) and returns the new second-moment
   statistics and the sums the step needs, mutating nothing; a non-finite sum means the
-  gradient held a NaN or inf.
+  gradient held a NaN or inf, or its squares overflow the statistics' dtype. For a
+  matrix this includes sum U**2, from column sums of g**2 / R_i: one pass over g.
 - ``*_apply`` stores the statistics and updates x (and the first moment) in place.
   In place only: with a separate output array, LLVM's run-time overlap check fails
   whenever the two are the same memory and it falls back to scalar code.
@@ -29,10 +30,14 @@ LANES = 64
 
 
 @jit
-def _add_rows_sumsq(g4, colacc, lanes, rowsum):
-    """For the 4 rows of ``g4``: add sum_r g_rj**2 to colacc[j], row sums to rowsum[:4].
+def _add_rows(g4, r4, rn4, colsq, colw, lanes, beta2, keep, eps1):
+    """Statistics of the 4 rows of ``g4``; returns their sum of g**2.
 
-    Four rows at a time quarter the traffic on the column accumulator.
+    Adds sum_r g_rj**2 to colsq[j] and sum_r g_rj**2 / R_r to colw[j], where
+    R_r = beta2 r4[r] + keep (mean_j g_rj**2 + eps1) is stored into rn4. The second
+    sweep re-reads the four rows from cache; it is what yields sum U**2 (see
+    ``_finish_columns``) without another pass over g in memory. Four rows at a time
+    quarter the traffic on the column accumulators.
     """
     m = g4.shape[1]
     mm = m - m % LANES
@@ -50,26 +55,39 @@ def _add_rows_sumsq(g4, colacc, lanes, rowsum):
             lanes[1, k] += a1
             lanes[2, k] += a2
             lanes[3, k] += a3
-            colacc[j] += (a0 + a1) + (a2 + a3)
-    for r in range(4):
+            colsq[j] += (a0 + a1) + (a2 + a3)
+    total = 0.0
+    for q in range(4):
         s = 0.0
         for j in range(mm, m):
-            v = np.float64(g4[r, j])
+            v = np.float64(g4[q, j])
             s += v * v
         for k in range(LANES):
-            s += lanes[r, k]
-        rowsum[r] = s
+            s += lanes[q, k]
+        rn4[q] = beta2 * r4[q] + keep * (s / m + eps1)
+        total += s
     for j in range(mm, m):
         v0 = np.float64(g0[j])
         v1 = np.float64(g1[j])
         v2 = np.float64(g2[j])
         v3 = np.float64(g3[j])
-        colacc[j] += (v0 * v0 + v1 * v1) + (v2 * v2 + v3 * v3)
+        colsq[j] += (v0 * v0 + v1 * v1) + (v2 * v2 + v3 * v3)
+    w0 = 1.0 / np.float64(rn4[0])
+    w1 = 1.0 / np.float64(rn4[1])
+    w2 = 1.0 / np.float64(rn4[2])
+    w3 = 1.0 / np.float64(rn4[3])
+    for j in range(m):
+        v0 = np.float64(g0[j])
+        v1 = np.float64(g1[j])
+        v2 = np.float64(g2[j])
+        v3 = np.float64(g3[j])
+        colw[j] += (v0 * v0 * w0 + v1 * v1 * w1) + (v2 * v2 * w2 + v3 * v3 * w3)
+    return total
 
 
 @jit
-def _add_row_sumsq(grow, colacc, lane):
-    """Add g_j**2 to colacc[j]; return the row's sum of g_j**2 (``lane``: scratch)."""
+def _add_row(grow, r1, rn1, colsq, colw, lane, beta2, keep, eps1):
+    """As ``_add_rows`` for one row (``r1``, ``rn1``: its 1-element slices of r and rn)."""
     m = grow.shape[0]
     mm = m - m % LANES
     lane[:] = 0.0
@@ -78,14 +96,19 @@ def _add_row_sumsq(grow, colacc, lane):
             v = np.float64(grow[base + k])
             v2 = v * v
             lane[k] += v2
-            colacc[base + k] += v2
+            colsq[base + k] += v2
     s = 0.0
     for j in range(mm, m):
         v = np.float64(grow[j])
         s += v * v
-        colacc[j] += v * v
+        colsq[j] += v * v
     for k in range(LANES):
         s += lane[k]
+    rn1[0] = beta2 * r1[0] + keep * (s / m + eps1)
+    w = 1.0 / np.float64(rn1[0])
+    for j in range(m):
+        v = np.float64(grow[j])
+        colw[j] += v * v * w
     return s
 
 
@@ -106,49 +129,33 @@ def _add_sumsq(a, lane):
 
 
 @jit
-def _add_sumsq_scaled(g, a, b, lane):
-    """As ``_add_sumsq`` for u_j = g_j * a * b_j, the product formed in g's dtype."""
-    m = g.shape[0]
-    mm = m - m % LANES
-    for base in range(0, mm, LANES):
-        for k in range(LANES):
-            u = np.float64(g[base + k] * a * b[base + k])
-            lane[k] += u * u
-    s = 0.0
-    for j in range(mm, m):
-        u = np.float64(g[j] * a * b[j])
-        s += u * u
-    return s
-
-
-@jit
 def _chunk(k, nchunks, rows):
     """Rows ``[lo, hi)`` of chunk ``k`` when ``rows`` rows are split into ``nchunks``."""
     return k * rows // nchunks, (k + 1) * rows // nchunks
 
 
 def _factored_stats(x, g, r, c, rn, cn, beta2, eps1, scale_parameter, nchunks):
-    """New row/column statistics into ``rn``, ``cn``; returns (sum g**2, sum x**2).
+    """New row/column statistics into ``rn``, ``cn``; returns sums of g**2, x**2, U**2.
 
-    The ``B * n`` rows are split into ``nchunks`` contiguous chunks, one parallel loop
-    for the whole batch. A matrix lying wholly inside one chunk gets its column sums
-    there; the first and last matrix of a chunk may be shared with its neighbours, so
-    their partial column sums are kept (``colpart``, O(nchunks * m)) and added up after.
+    One pass over g (and x, for its RMS). The ``B * n`` rows are split into ``nchunks``
+    contiguous chunks, one parallel loop for the whole batch. Each chunk accumulates
+    column sums in ``colpart[k]``: slot 0 holds its first matrix, slot 1 its last (and,
+    before that, each matrix lying wholly inside the chunk, which is finished there).
+    First and last matrices may be shared with neighbouring chunks, so they are
+    finished after the loop, their partial sums added in chunk order.
     """
     nb, n, m = g.shape
     rows = nb * n
-    colpart = np.zeros((nchunks, 2, m))
-    gpart = np.zeros(nchunks)
-    xpart = np.zeros(nchunks)
+    colpart = np.zeros((nchunks, 1 if nb == 1 else 2, 2, m))  # sums of g**2, g**2 / R_i
+    sums = np.zeros((nchunks, 3))  # chunk, sum of g**2 / x**2 / U**2
     keep = 1.0 - beta2
     for k in prange(nchunks):
         lo, hi = _chunk(k, nchunks, rows)
-        acc = np.empty(m)
         lanes = np.empty((4, LANES))
-        rowsum = np.empty(4)
         xlane = np.zeros(LANES)
         gs = 0.0
         xs = 0.0
+        us = 0.0
         bfirst = lo // n
         blast = (hi - 1) // n
         q = lo
@@ -156,63 +163,79 @@ def _factored_stats(x, g, r, c, rn, cn, beta2, eps1, scale_parameter, nchunks):
             b = q // n
             i = q - b * n
             iend = min(hi - b * n, n)
-            acc[:] = 0.0
+            acc = colpart[k, 0 if b == bfirst else 1]
+            if b != bfirst:
+                acc[:] = 0.0
             while i < iend:
-                step = 4 if i + 4 <= iend else 1
-                if step == 4:
-                    _add_rows_sumsq(g[b, i:i + 4], acc, lanes, rowsum)
+                if i + 4 <= iend:
+                    gs += _add_rows(g[b, i:i + 4], r[b, i:i + 4], rn[b, i:i + 4], acc[0],
+                                    acc[1], lanes, beta2, keep, eps1)
+                    i += 4
                 else:
-                    rowsum[0] = _add_row_sumsq(g[b, i], acc, lanes[0])
-                for di in range(step):
-                    gs += rowsum[di]
-                    rn[b, i + di] = beta2 * r[b, i + di] + keep * (rowsum[di] / m + eps1)
-                    if scale_parameter:
-                        xs += _add_sumsq(x[b, i + di], xlane)
-                i += step
-            if b == bfirst:
-                colpart[k, 0] = acc
-            elif b == blast:
-                colpart[k, 1] = acc
-            else:
-                _finish_columns(acc, c[b], cn[b], beta2, keep, eps1, n)
+                    gs += _add_row(g[b, i], r[b, i:i + 1], rn[b, i:i + 1], acc[0], acc[1],
+                                   lanes[0], beta2, keep, eps1)
+                    i += 1
+            if b != bfirst and b != blast:
+                us += _finish_columns(acc, c[b], cn[b], rn[b], beta2, keep, eps1)
             q = b * n + iend
-        gpart[k] = gs
-        xpart[k] = xs + xlane.sum()
-    # Matrices shared between chunks: add their partial column sums, in chunk order.
-    acc = np.empty(m)
-    prev = -1
+        if scale_parameter:
+            for q in range(lo, hi):
+                b = q // n
+                xs += _add_sumsq(x[b, q - b * n], xlane)
+        sums[k, 0] = gs
+        sums[k, 1] = xs + xlane.sum()
+        sums[k, 2] = us
+    # Matrices held in a slot: add the partial sums of the chunks that share them into
+    # the first one's slot, in chunk order, and finish them.
+    shared = 0.0
+    done = -1
     for k0 in range(nchunks):
-        for side in range(2):
-            lo, hi = _chunk(k0, nchunks, rows)
-            if lo >= hi:
+        lo, hi = _chunk(k0, nchunks, rows)
+        if lo >= hi:
+            continue
+        for slot in range(2 if (hi - 1) // n != lo // n else 1):
+            b = lo // n if slot == 0 else (hi - 1) // n
+            if b <= done:
                 continue
-            b = lo // n if side == 0 else (hi - 1) // n
-            if b <= prev or (side == 1 and b == lo // n):
-                continue
-            acc[:] = 0.0
-            for k in range(nchunks):
+            acc = colpart[k0, slot]
+            for k in range(k0 + 1, nchunks):
                 klo, khi = _chunk(k, nchunks, rows)
-                if klo >= khi:
-                    continue
-                if klo // n == b:
-                    acc += colpart[k, 0]
-                elif (khi - 1) // n == b:
-                    acc += colpart[k, 1]
-            _finish_columns(acc, c[b], cn[b], beta2, keep, eps1, n)
-            prev = b
-    return gpart.sum(), xpart.sum()
+                if klo // n != b:
+                    break
+                acc += colpart[k, 0]
+            shared += _finish_columns(acc, c[b], cn[b], rn[b], beta2, keep, eps1)
+            done = b
+    return sums[:, 0].sum(), sums[:, 1].sum(), sums[:, 2].sum() + shared
 
 
 @jit
-def _finish_columns(colsum, c, cn, beta2, keep, eps1, n):
-    """cn = beta2 c + keep (column mean of g**2 + eps1), from the column sums."""
-    for j in range(colsum.shape[0]):
-        cn[j] = beta2 * c[j] + keep * (colsum[j] / n + eps1)
+def _finish_columns(acc, c, cn, rn, beta2, keep, eps1):
+    """cn = beta2 c + keep (column mean of g**2 + eps1); returns the matrix's sum U**2.
+
+    ``acc`` holds the column sums of g**2 and of g**2 / R_i. As
+    U_ij**2 = g_ij**2 / V_ij = g_ij**2 mean(R) / (R_i C_j),
+    sum U**2 = mean(R) sum_j (sum_i g_ij**2 / R_i) / C_j. It is inf or NaN when a
+    statistic overflowed the block's dtype.
+    """
+    n = rn.shape[0]
+    s = 0.0
+    cmax = 0.0
+    for j in range(acc.shape[1]):
+        cn[j] = beta2 * c[j] + keep * (acc[0, j] / n + eps1)
+        cj = np.float64(cn[j])
+        cmax = max(cmax, cj)
+        s += acc[1, j] / cj
+    rsum = 0.0
+    for i in range(n):
+        rsum += np.float64(rn[i])
+    if not cmax < np.inf:
+        return np.inf
+    return rsum / n * s
 
 
-def _factored_apply(x, g, r, c, rn, cn, mom, xsum, rho, eps2, clip, beta1, wd,
+def _factored_apply(x, g, r, c, rn, cn, mom, usum, xsum, rho, eps2, clip, beta1, wd,
                     scale_parameter, nchunks):
-    """Store the statistics, then RMS(U) (pass 2) and the update of x in place (pass 3)."""
+    """Store the statistics, then update x (and the first moment) in place: one pass."""
     nb, n, m = g.shape
     rows = nb * n
     dt = r.dtype
@@ -224,34 +247,13 @@ def _factored_apply(x, g, r, c, rn, cn, mom, xsum, rho, eps2, clip, beta1, wd,
         for i in range(n):
             s += np.float64(r[b, i])
         rmean[b] = s / n
-
-    upart = np.zeros(nchunks)
-    for k in prange(nchunks):
-        lo, hi = _chunk(k, nchunks, rows)
-        lane = np.zeros(LANES)
-        colf = np.empty(m, dt)
-        scratch = np.empty(1, dt)
-        current = -1
-        s = 0.0
-        for q in range(lo, hi):
-            b = q // n
-            if b != current:
-                _col_factors(c[b], colf)
-                current = b
-            i = q - b * n
-            a = _row_factor(rmean[b], r[b, i], scratch)
-            s += _add_sumsq_scaled(g[b, i], a, colf, lane)
-        upart[k] = s + lane.sum()
-
-    coef = _coefficients(dt, upart.sum(), xsum, rows * m, rho, eps2, clip, beta1, wd,
+    coef = _coefficients(dt, usum, xsum, rows * m, rho, eps2, clip, beta1, wd,
                          scale_parameter)
     xkeep = coef[0]
     scale = coef[1]
     b1 = coef[2]
     b1c = coef[3]
     use_mom = mom.size > 0
-    # The row walk repeats pass 2's on purpose: a shared helper returning (b, i, a_i)
-    # is not inlined and made this pass 40% slower.
     for k in prange(nchunks):
         lo, hi = _chunk(k, nchunks, rows)
         colf = np.empty(m, dt)

@@ -21,8 +21,12 @@ from ._jit import n_chunks
 
 
 def _factored_chunks(g):
-    nb, n, _ = g.shape
-    return n_chunks(g.size, nb * n)
+    """Row chunks of a ``(B, n, m)`` block: one per thread, as long as the chunks' float64
+    column accumulators (2 or 4 of length m each) stay under 5% of the block's bytes."""
+    nb, n, m = g.shape
+    accumulators = (2 if nb == 1 else 4) * m * 8
+    most = max(1, g.nbytes // (20 * accumulators))
+    return min(n_chunks(g.size, nb * n), most)
 
 
 def _start_from(x, out):
@@ -33,19 +37,20 @@ def _start_from(x, out):
 
 
 def factored_stats(x, g, r, c, beta2, eps1, scale_parameter):
-    """Pending statistics ``(R_new, C_new, sum x**2)`` of a ``(B, n, m)`` block, or None.
+    """Pending statistics ``(R_new, C_new, sum U**2, sum x**2)`` of a ``(B, n, m)`` block.
 
-    None means the gradient holds a NaN or inf. Nothing is modified.
+    None when the gradient holds a NaN or inf, or its squares overflow the statistics'
+    dtype. Nothing is modified.
     """
     nchunks = _factored_chunks(g)
     kernel = k.factored_stats_serial if nchunks == 1 else k.factored_stats_parallel
     rn = np.empty_like(r)
     cn = np.empty_like(c)
-    gsum, xsum = kernel(x, g, r, c, rn, cn, float(beta2), float(eps1), bool(scale_parameter),
-                        nchunks)
-    if not math.isfinite(gsum):
+    gsum, xsum, usum = kernel(x, g, r, c, rn, cn, float(beta2), float(eps1),
+                              bool(scale_parameter), nchunks)
+    if not (math.isfinite(gsum) and math.isfinite(usum)):
         return None
-    return rn, cn, xsum
+    return rn, cn, usum, xsum
 
 
 def factored_apply(x, out, g, r, c, mom, pending, rho, eps2, clip, beta1, wd,
@@ -54,10 +59,10 @@ def factored_apply(x, out, g, r, c, mom, pending, rho, eps2, clip, beta1, wd,
 
     ``mom`` (the first moment, ``(B, n, m)``) is updated too unless it is empty.
     """
-    rn, cn, xsum = pending
+    rn, cn, usum, xsum = pending
     nchunks = _factored_chunks(g)
     kernel = k.factored_apply_serial if nchunks == 1 else k.factored_apply_parallel
-    kernel(_start_from(x, out), g, r, c, rn, cn, mom, xsum, float(rho), float(eps2),
+    kernel(_start_from(x, out), g, r, c, rn, cn, mom, usum, xsum, float(rho), float(eps2),
            float(clip), float(beta1), float(wd), bool(scale_parameter), nchunks)
 
 

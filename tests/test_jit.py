@@ -14,7 +14,7 @@ RUN_KERNEL = textwrap.dedent("""
     x = np.ones((1, 300, 256)); r = np.ones((1, 300)); c = np.ones((1, 256))
     f = getattr(K, "factored_stats_" + sys.argv[1])
     out = f(x, x, r, c, np.empty_like(r), np.empty_like(c), 0.5, 1e-30, True, 2)
-    assert out == (76800.0, 76800.0), out
+    assert out == (76800.0, 76800.0, 76800.0), out  # sums of g**2, x**2, U**2
     print(sum(f.stats.cache_hits.values()), sum(f.stats.cache_misses.values()))
 """)
 

@@ -550,11 +550,14 @@ def test_non_finite_gradient_refused_by_parallel_kernels(shape, rng):
     assert opt.t == 1
 
 
-def test_gradient_whose_square_overflows_is_refused(rng):
-    x = rng.standard_normal((4, 5))
-    opt = Adafactor((4, 5))
+@pytest.mark.parametrize("dtype, big", [(np.float64, 1e200), (np.float32, 1e20)])
+@pytest.mark.parametrize("shape", [(4, 5), (2, 3, 4), (7,)])
+def test_gradient_whose_square_overflows_is_refused(rng, dtype, big, shape):
+    # float32: g**2 is finite in the float64 sums but not in the float32 statistics.
+    x = rng.standard_normal(shape).astype(dtype)
+    opt = Adafactor(shape)
     before = x.copy()
-    g = np.full((4, 5), 1e200)  # finite, but g**2 is inf
+    g = np.full(shape, big, dtype)
     with pytest.raises(ValueError, match="overflow"):
         opt.step(x, g)
     np.testing.assert_array_equal(x, before)
