@@ -296,7 +296,8 @@ def scaling_table(res):
 
 def render(res):
     v = versions()
-    bw = {k: res.get(f"bench_floor.Bandwidth.track_bandwidth_{k}") for k in ("copyto", "inplace", "best")}
+    bw = {k: res.get(f"bench_floor.Bandwidth.track_bandwidth_{k}")
+          for k in ("copyto", "inplace", "best", "read")}
     best_bw = bw["best"] * 1e9 if bw["best"] else None
     checks = []
     date = (datetime.datetime.fromtimestamp(res.date / 1000, datetime.timezone.utc).strftime("%Y-%m-%d")
@@ -316,8 +317,12 @@ def render(res):
         "**Bandwidth** (read+write, single thread, 256 MiB arrays, best of 9, counting 2 × nbytes): "
         f"`np.copyto` {bw['copyto'] or float('nan'):.1f} GB/s, in-place `x *= 1.0` "
         f"{bw['inplace'] or float('nan'):.1f} GB/s; the floors use the better one, "
-        f"{bw['best'] or float('nan'):.1f} GB/s. The floor of a factored step moves 5·n·m·itemsize "
-        "bytes (g read three times, x read and written), of a vector step 7·size·itemsize. "
+        f"{bw['best'] or float('nan'):.1f} GB/s. Read-only (`np.dot` of two arrays, all BLAS "
+        f"threads): {bw['read'] or float('nan'):.1f} GB/s, the ceiling of a pass that only reads. "
+        "The floor of a factored step moves 5·n·m·itemsize bytes (an exact three-pass step "
+        "reads g three times, reads and writes x once; fastfactor's two passes move the same "
+        "5 with `scale_parameter`, 2 of them read-only), of a vector step 7·size·itemsize "
+        "(fastfactor: 8 with `scale_parameter`, the extra one a read of x for RMS(x)). "
         "The \"÷ floor\" column is measured in one process, step and bandwidth probes timed "
         "alternately (best of 9 each); the \"floor ms\" column uses the bandwidth above.",
         "",

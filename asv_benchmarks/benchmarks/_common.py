@@ -97,9 +97,12 @@ def is_factored(shape):
 
 
 def floor_bytes(case, dtype):
-    """Bytes an exact step must move: 5 n*m*itemsize per factored block (read g three
-    times, read and write x once), 7 size*itemsize per vector (read g, read+write v;
-    read g, v, x, write x)."""
+    """The bytes of the floor: 5 n*m*itemsize per factored block (an exact step in three
+    passes reads g three times and reads and writes x once; fastfactor's two-pass step
+    moves the same 5 with ``scale_parameter``: g twice, x read twice and written once),
+    7 size*itemsize per vector (read g, read+write v; read g, v, x, write x; fastfactor
+    also reads x once more for RMS(x), 8 in all, because the step is refused before
+    anything is written when the gradient is not finite)."""
     item = np.dtype(dtype).itemsize
     total = 0
     for shape in parse_case(case):
@@ -212,13 +215,25 @@ def bandwidth_sample(nbytes=BANDWIDTH_BYTES):
     return {"copyto": nb / (t1 - t0), "inplace": nb / (t2 - t1)}
 
 
+def read_bandwidth_sample(nbytes=BANDWIDTH_BYTES):
+    """One sample of a read-only probe, in bytes/s: ``np.dot`` of the two probe arrays
+    (BLAS, on all its threads), counting 2 * nbytes. Not used by the floors: it shows how
+    fast a pass that only reads (a step's statistics pass) can go on this machine."""
+    src, dst = _bw_arrays(nbytes)
+    t0 = time.perf_counter()
+    np.dot(src, dst)
+    return 2 * src.nbytes / (time.perf_counter() - t0)
+
+
 def measure_bandwidth(nbytes=BANDWIDTH_BYTES, repeat=9):
-    """Best of ``repeat`` samples per probe (bytes/s), plus ``best``: the higher of them,
-    the bandwidth the floors use."""
-    best = {"copyto": 0.0, "inplace": 0.0}
+    """Best of ``repeat`` samples per probe (bytes/s), plus ``best``: the higher of the
+    two read+write probes, the bandwidth the floors use, and ``read``: the read-only
+    probe."""
+    best = {"copyto": 0.0, "inplace": 0.0, "read": 0.0}
     for _ in range(repeat):
         for k, v in bandwidth_sample(nbytes).items():
             best[k] = max(best[k], v)
+        best["read"] = max(best["read"], read_bandwidth_sample(nbytes))
     best["best"] = max(best["copyto"], best["inplace"])
     return best
 

@@ -1,8 +1,9 @@
 """The step against the memory-traffic floor, with the bandwidth measured in-process.
 
 The floor of a step is the bytes it must move over the machine's read+write
-bandwidth: ``5 n m itemsize`` per factored block (g read three times, x read and
-written once), ``7 size itemsize`` per vector (see ``_common.floor_bytes``). The
+bandwidth: ``5 n m itemsize`` per factored block (an exact three-pass step reads g three
+times and reads and writes x once; fastfactor's two-pass step moves as many),
+``7 size itemsize`` per vector (see ``_common.floor_bytes``). The
 bandwidth is the better of two single-threaded probes on 256 MiB arrays, each counting
 2 x nbytes: ``np.copyto(dst, src)`` and the in-place ``x *= 1.0``
 (``_common.bandwidth_sample``). ``track_time_over_floor`` times the step and the probes
@@ -44,3 +45,7 @@ class Bandwidth:
 
     def track_bandwidth_best(self, bw):
         return bw["best"] / 1e9
+
+    def track_bandwidth_read(self, bw):
+        """Read-only (``np.dot`` of two arrays, all BLAS threads): not used by the floors."""
+        return bw["read"] / 1e9
