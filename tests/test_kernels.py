@@ -14,7 +14,8 @@ import pytest
 from conftest import DTYPES, dtype_id
 from fastfactor import _cpu_kernels as K
 
-SHAPES = [(1, 13, 70), (1, 9, 64), (5, 3, 7), (4, 10, 33), (37, 5, 9), (2, 1, 3)]
+SHAPES = [(1, 13, 70), (1, 9, 64), (5, 3, 7), (4, 10, 33), (37, 5, 9), (2, 1, 3), (9, 1, 5),
+          (3, 7, 1)]
 CHUNKS = [1, 2, 3, 5, 8]
 BETA2, EPS1 = 0.6, 1e-3
 
