@@ -225,12 +225,18 @@ def _finish_columns(acc, c, cn, rn, beta2, keep, eps1):
         cj = np.float64(cn[j])
         cmax = max(cmax, cj)
         s += acc[1, j] / cj
-    rsum = 0.0
-    for i in range(n):
-        rsum += np.float64(rn[i])
     if not cmax < np.inf:
         return np.inf
-    return rsum / n * s
+    return _mean(rn) * s
+
+
+@jit
+def _mean(a):
+    """Mean of the 1-D ``a`` in float64, summed in order."""
+    s = 0.0
+    for i in range(a.shape[0]):
+        s += np.float64(a[i])
+    return s / a.shape[0]
 
 
 def _factored_apply(x, g, r, c, rn, cn, mom, usum, xsum, rho, eps2, clip, beta1, wd,
@@ -243,16 +249,9 @@ def _factored_apply(x, g, r, c, rn, cn, mom, usum, xsum, rho, eps2, clip, beta1,
     c[:] = cn
     rmean = np.empty(nb)
     for b in range(nb):
-        s = 0.0
-        for i in range(n):
-            s += np.float64(r[b, i])
-        rmean[b] = s / n
-    coef = _coefficients(dt, usum, xsum, rows * m, rho, eps2, clip, beta1, wd,
-                         scale_parameter)
-    xkeep = coef[0]
-    scale = coef[1]
-    b1 = coef[2]
-    b1c = coef[3]
+        rmean[b] = _mean(r[b])
+    xkeep, scale, b1, b1c = _coefficients(dt, usum, xsum, rows * m, rho, eps2, clip, beta1,
+                                          wd, scale_parameter)
     use_mom = mom.size > 0
     for k in prange(nchunks):
         lo, hi = _chunk(k, nchunks, rows)
@@ -305,13 +304,13 @@ def _update_row_momentum(xrow, grow, mrow, a, cf, xkeep, scale, b1, b1c):
 def _unfactored_stats(x, g, v, beta2, eps1, scale_parameter, nchunks):
     """Returns (sum U**2, sum x**2) with the new second moment, leaving ``v`` unchanged."""
     size = g.shape[0]
-    sc = _scalars(v.dtype, beta2, 1.0 - beta2, eps1)
+    bet2, keep, e1 = _scalars(v.dtype, beta2, 1.0 - beta2, eps1)
     upart = np.zeros(nchunks)
     xpart = np.zeros(nchunks)
     for k in prange(nchunks):
         lo, hi = _chunk(k, nchunks, size)
         lane = np.zeros(LANES)
-        upart[k] = _add_sumsq_normalized(g[lo:hi], v[lo:hi], sc[0], sc[1], sc[2], lane) + lane.sum()
+        upart[k] = _add_sumsq_normalized(g[lo:hi], v[lo:hi], bet2, keep, e1, lane) + lane.sum()
         if scale_parameter:
             xlane = np.zeros(LANES)
             xpart[k] = _add_sumsq(x[lo:hi], xlane) + xlane.sum()
@@ -323,15 +322,9 @@ def _unfactored_apply(x, g, v, mom, beta2, eps1, usum, xsum, rho, eps2, clip, be
     """Store the new second moment and update x (and the first moment) in one pass."""
     size = g.shape[0]
     dt = v.dtype
-    sc = _scalars(dt, beta2, 1.0 - beta2, eps1)
-    bet2 = sc[0]
-    keep = sc[1]
-    e1 = sc[2]
-    coef = _coefficients(dt, usum, xsum, size, rho, eps2, clip, beta1, wd, scale_parameter)
-    xkeep = coef[0]
-    scale = coef[1]
-    b1 = coef[2]
-    b1c = coef[3]
+    bet2, keep, e1 = _scalars(dt, beta2, 1.0 - beta2, eps1)
+    xkeep, scale, b1, b1c = _coefficients(dt, usum, xsum, size, rho, eps2, clip, beta1, wd,
+                                          scale_parameter)
     use_mom = mom.size > 0
     for k in prange(nchunks):
         lo, hi = _chunk(k, nchunks, size)
@@ -390,7 +383,7 @@ def _scalars(dt, a, b, c):
     out[0] = a
     out[1] = b
     out[2] = c
-    return out
+    return out[0], out[1], out[2]
 
 
 @jit
@@ -405,7 +398,7 @@ def _coefficients(dt, usum, xsum, size, rho, eps2, clip, beta1, wd, scale_parame
     coef[1] = alpha / denom
     coef[2] = beta1
     coef[3] = 1.0 - beta1
-    return coef
+    return coef[0], coef[1], coef[2], coef[3]
 
 
 @jit
