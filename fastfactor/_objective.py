@@ -65,36 +65,48 @@ class Objective:
             raise TypeError(f"the gradient must be real, got dtype {g.dtype}")
         return np.array(g, dtype=self.dtype, copy=True).reshape(-1)
 
+    # Where the points of a finite difference live: the host array itself on the CPU.
+    _to_host = staticmethod(np.asarray)
+    _to_work = staticmethod(np.asarray)
+    _raw = staticmethod(np.asarray)  # fun's value as a host array (complex kept)
+
     def _finite_difference(self, x, f0):
         """Forward, central or complex-step differences with SciPy's relative steps.
 
-        Steps are taken as exactly representable in x's dtype (``(x + h) - x``).
+        Steps are taken as exactly representable in x's dtype (``(x + h) - x``), read
+        from a host copy of the point ``xs``; the point is stepped one element at a time
+        in ``xw`` (``xs`` itself on the CPU, a device copy on the GPU).
         """
-        xd = x.astype(np.float64)
+        xh = self._to_host(x)
+        xd = xh.astype(np.float64)
         power = 1 / 3 if self.fd == "3-point" else 1 / 2
         steps = np.finfo(self.dtype).eps ** power * np.maximum(1.0, np.abs(xd))
-        g = np.empty(x.size)
+        g = np.empty(xh.size)
         if self.fd == "cs":
-            xw = x.astype(np.complex128)
+            xw = self._to_work(xh.astype(np.complex128))
             for i, h in enumerate(steps):
                 xw[i] = xd[i] + 1j * h
                 self.nfev += 1
-                g[i] = np.imag(np.asarray(self.fun(xw.reshape(self.shape).copy(), *self.args))) / h
+                g[i] = np.imag(self._raw(self.fun(self._view(xw), *self.args))) / h
                 xw[i] = xd[i]
-            return g.astype(self.dtype)
-        xw = x.copy()
+            return self._grad(g.astype(self.dtype).reshape(self.shape))
+        xs = xh.copy()
+        xw = self._to_work(xs)
         for i, h in enumerate(steps):
-            xw[i] = xd[i] + h
-            hp = float(xw[i]) - xd[i]
+            xs[i] = xd[i] + h
+            hp = float(xs[i]) - xd[i]
+            xw[i] = xs[i]
             fp = self._f(self._view(xw))
             if self.fd == "2-point":
                 g[i] = (fp - f0) / hp
             else:
-                xw[i] = xd[i] - h
-                hm = xd[i] - float(xw[i])
+                xs[i] = xd[i] - h
+                hm = xd[i] - float(xs[i])
+                xw[i] = xs[i]
                 g[i] = (fp - self._f(self._view(xw))) / (hp + hm)
-            xw[i] = x[i]
-        return g.astype(self.dtype)
+            xs[i] = xh[i]
+            xw[i] = xh[i]
+        return self._grad(g.astype(self.dtype).reshape(self.shape))
 
 
 # --- device="cuda" ----------------------------------------------------------------------
@@ -131,36 +143,11 @@ class DeviceObjective(Objective):
     def _grad(self, g):
         return self.be.grad_into(self._buffer(), g, self.shape, self.dtype)
 
-    def _finite_difference(self, x, f0):
-        """As on the CPU, with x's elements stepped one at a time on the device."""
-        xh = self.be.to_host(x)
-        xd = xh.astype(np.float64)
-        power = 1 / 3 if self.fd == "3-point" else 1 / 2
-        steps = np.finfo(self.dtype).eps ** power * np.maximum(1.0, np.abs(xd))
-        g = np.empty(xh.size)
-        if self.fd == "cs":
-            xw = self.be.to_device(xh.astype(np.complex128))
-            for i, h in enumerate(steps):
-                xw[i] = xd[i] + 1j * h
-                self.nfev += 1
-                f = self.be.scalar_to_host(self.fun(self._view(xw), *self.args))
-                g[i] = np.imag(np.asarray(f)) / h
-                xw[i] = xd[i]
-            return self._grad(g.astype(self.dtype).reshape(self.shape))
-        xw = self.be.to_device(xh)
-        xs = xh.copy()  # the host mirror of xw, for exactly representable steps
-        for i, h in enumerate(steps):
-            xs[i] = xd[i] + h
-            hp = float(xs[i]) - xd[i]
-            xw[i] = xs[i]
-            fp = self._f(self._view(xw))
-            if self.fd == "2-point":
-                g[i] = (fp - f0) / hp
-            else:
-                xs[i] = xd[i] - h
-                hm = xd[i] - float(xs[i])
-                xw[i] = xs[i]
-                g[i] = (fp - self._f(self._view(xw))) / (hp + hm)
-            xs[i] = xh[i]
-            xw[i] = xh[i]
-        return self._grad(g.astype(self.dtype).reshape(self.shape))
+    def _to_host(self, x):
+        return self.be.to_host(x)
+
+    def _to_work(self, xh):
+        return self.be.to_device(xh)
+
+    def _raw(self, f):
+        return np.asarray(self.be.scalar_to_host(f))
