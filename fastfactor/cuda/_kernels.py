@@ -16,27 +16,6 @@ from ._launch import J, RB, SBUF, TPB_MAX
 
 
 # --- device functions ----------------------------------------------------------------
-@cuda.jit(device=True)
-def _block_sum(sh, v):
-    """Sum of ``v`` over the threads of the block (a fixed-order tree in ``sh``)."""
-    nt = cuda.blockDim.x * cuda.blockDim.y
-    t = cuda.threadIdx.y * cuda.blockDim.x + cuda.threadIdx.x
-    sh[t] = v
-    cuda.syncthreads()
-    p = 1
-    while p < nt:
-        p *= 2
-    half = p // 2
-    while half > 0:
-        if t < half and t + half < nt:
-            sh[t] += sh[t + half]
-        cuda.syncthreads()
-        half //= 2
-    total = sh[0]
-    cuda.syncthreads()
-    return total
-
-
 # Python's (and Numba's CPU) two-argument max and min, written out: the built-in
 # ``max``/``min`` do not compile for every CUDA target version.
 @cuda.jit(device=True)
@@ -60,8 +39,9 @@ def _nanmax(a, b):
 
 
 @cuda.jit(device=True)
-def _block_max(sh, v):
-    """NaN-propagating maximum of ``v`` over the threads of the block."""
+def _block_reduce(sh, v, take_max):
+    """Sum (or, with ``take_max``, NaN-propagating maximum) of ``v`` over the threads of
+    the block: a fixed-order tree in ``sh``."""
     nt = cuda.blockDim.x * cuda.blockDim.y
     t = cuda.threadIdx.y * cuda.blockDim.x + cuda.threadIdx.x
     sh[t] = v
@@ -72,12 +52,25 @@ def _block_max(sh, v):
     half = p // 2
     while half > 0:
         if t < half and t + half < nt:
-            sh[t] = _nanmax(sh[t], sh[t + half])
+            if take_max:
+                sh[t] = _nanmax(sh[t], sh[t + half])
+            else:
+                sh[t] += sh[t + half]
         cuda.syncthreads()
         half //= 2
     total = sh[0]
     cuda.syncthreads()
     return total
+
+
+@cuda.jit(device=True)
+def _block_sum(sh, v):
+    return _block_reduce(sh, v, False)
+
+
+@cuda.jit(device=True)
+def _block_max(sh, v):
+    return _block_reduce(sh, v, True)
 
 
 # --- dtype-independent kernels -------------------------------------------------------
