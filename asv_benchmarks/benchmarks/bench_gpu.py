@@ -194,32 +194,28 @@ def step_seconds(cuda, step, steps=None, repeat=5):
 
 # --- asv benchmarks ---------------------------------------------------------------------
 
-class GpuStep:
+class _FastfactorGpu:
     params = (DTYPES, CASES)
     param_names = ["dtype", "case"]
-    number = 1
-    repeat = (5, 20, 5.0)
     timeout = 600
 
     def setup(self, dtype, case):
         self.cuda = require_gpu()
         self.step = fastfactor_step(self.cuda, _shape(case), dtype)
+
+
+class GpuStep(_FastfactorGpu):
+    number = 1
+    repeat = (5, 20, 5.0)
 
     def time_step(self, dtype, case):
         self.step()
         self.cuda.synchronize()
 
 
-class GpuFloor:
-    params = (DTYPES, CASES)
-    param_names = ["dtype", "case"]
+class GpuFloor(_FastfactorGpu):
     unit = "step time / floor"
     rounds = 1
-    timeout = 600
-
-    def setup(self, dtype, case):
-        self.cuda = require_gpu()
-        self.step = fastfactor_step(self.cuda, _shape(case), dtype)
 
     def track_time_over_floor(self, dtype, case):
         floor = floor_bytes(_shape(case), dtype) / copy_bandwidth(self.cuda)
