@@ -3,7 +3,7 @@ with the same memory traffic, timed alternately in one process.
 
     python asv_benchmarks/pass_profile.py [N] [dtype]      # default: 4096 float32
 
-A step of an ``N x N`` block is two passes (``fastfactor.cpu``): statistics, which only
+A step of an ``N x N`` block is two passes (``fastfactor._backends.cpu``): statistics, which only
 reads g and x, and update, which reads g and reads and writes x. Beside them:
 
 - ``read g, x``: the column sums of g**2 + x**2 in float64, a loop that LLVM
@@ -48,7 +48,7 @@ def _update_in_place(x, g, c, nchunks):
 def main(n=4096, dtype="float32"):
     import numba
 
-    from fastfactor import cpu
+    from fastfactor._backends import cpu
 
     dt = np.dtype(dtype)
     rng = np.random.default_rng(0)

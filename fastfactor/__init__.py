@@ -15,8 +15,8 @@ cached on disk for the next process).
 
 from ._minimize import adafactor, minimize
 from ._stepper import Adafactor
-from .least_squares import least_squares
-from .stochastic import minibatches, minimize_stochastic
+from ._lsq import least_squares
+from ._stochastic import minibatches, minimize_stochastic
 
 __all__ = ["Adafactor", "adafactor", "least_squares", "minibatches", "minimize",
            "minimize_stochastic"]

@@ -9,7 +9,8 @@ from ._blocks import block_size
 from ._objective import DeviceObjective, Objective
 from ._options import (as_x0, check_constraints, parse_bounds, split_options,
                        wants_intermediate_result)
-from ._stepper import Adafactor, backend
+from ._backends import get_backend
+from ._stepper import Adafactor
 
 MESSAGES = {
     0: "Optimization terminated successfully: the gradient is below gtol.",
@@ -258,7 +259,7 @@ def _print_summary(res):
 def _as_x0(x0, options):
     """x0 as a new float array; with device="cuda" a device array (x0 on host or device)."""
     if options.get("device", "cpu") == "cuda":
-        return backend("cuda").as_x0(x0, as_x0)
+        return get_backend("cuda").as_x0(x0, as_x0)
     return as_x0(x0)
 
 

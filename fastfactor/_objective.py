@@ -112,7 +112,7 @@ class Objective:
 # --- device="cuda" ----------------------------------------------------------------------
 
 class DeviceObjective(Objective):
-    """``Objective`` for an iterate on the GPU (``backend`` is ``fastfactor.cuda``).
+    """``Objective`` for an iterate on the GPU (``backend`` is ``fastfactor._backends.cuda``).
 
     ``x`` reaches the user as ``wrap(device view)`` (x0's kind); ``f`` may be a host
     number or a device scalar; gradients, on the host or the device, are copied into

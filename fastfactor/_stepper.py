@@ -3,34 +3,8 @@
 import numpy as np
 
 from ._blocks import FLOAT_DTYPES, block_size, kernel_shape, normalize_shapes
+from ._backends import get_backend
 from ._hyper import Hyper
-
-DEVICES = ("cpu", "cuda")
-
-
-def backend(device):
-    """The kernel module for ``device``: ``cpu``, or ``cuda`` (imported only when asked for)."""
-    if device == "cpu":
-        from . import cpu
-        return cpu
-    if device == "cuda":
-        return _cuda_backend()
-    raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-
-
-def _cuda_backend():
-    """``fastfactor.cuda`` (imports numba.cuda); RuntimeError when CUDA is not usable."""
-    try:
-        from . import cuda
-    except (ImportError, OSError) as exc:
-        raise RuntimeError(
-            f"device='cuda' needs a usable CUDA stack, but numba.cuda cannot be imported "
-            f"({type(exc).__name__}: {exc}). Install the CUDA extra with "
-            "pip install \"fastfactor[cuda]\" (numba-cuda with the CUDA 12 runtime wheels) "
-            "on a machine with an NVIDIA GPU and driver.") from exc
-    cuda.require_device()
-    return cuda
-
 
 class Adafactor:
     """Adafactor optimizer state for a fixed list of parameter blocks.
@@ -100,7 +74,7 @@ class Adafactor:
                            scale_parameter=scale_parameter, warmup_init=warmup_init,
                            min_dim_size_to_factor=min_dim_size_to_factor)
         self.device = device
-        self.backend = backend(device)
+        self.backend = get_backend(device)
         self.factored = [self.hyper.factored(s) for s in self.shapes]
         self.t = 0
         self.dtype = None

@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = os.path.join(ROOT, "docs")
 
 #: Modules that need an optional dependency; skipped when it cannot be imported.
-OPTIONAL_MODULES = {"fastfactor.cuda"}
+OPTIONAL_MODULES = {"fastfactor._backends.cuda"}
 
 #: The flags sphinx.ext.doctest uses by default.
 FLAGS = doctest.ELLIPSIS | doctest.IGNORE_EXCEPTION_DETAIL | doctest.DONT_ACCEPT_TRUE_FOR_1

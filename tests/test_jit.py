@@ -10,7 +10,7 @@ import pytest
 
 RUN_KERNEL = textwrap.dedent("""
     import sys, numpy as np
-    from fastfactor import _cpu_kernels as K
+    from fastfactor._backends.cpu import _kernels as K
     x = np.ones((1, 300, 256)); r = np.ones((1, 300)); c = np.ones((1, 256))
     f = getattr(K, "factored_stats_" + sys.argv[1])
     out = f(x, x, r, c, np.empty_like(r), np.empty_like(c), 0.5, 1e-30, True, 2)
@@ -31,7 +31,7 @@ def test_import_compiles_nothing():
     code = textwrap.dedent("""
         import numba.core.registry
         import fastfactor
-        from fastfactor import _cpu_kernels as K
+        from fastfactor._backends.cpu import _kernels as K
         compiled = [name for name, f in vars(K).items()
                     if hasattr(f, "signatures") and f.signatures]
         print(len(compiled), *compiled)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import DTYPES, dtype_id
-from fastfactor import _cpu_kernels as K
+from fastfactor._backends.cpu import _kernels as K
 
 SHAPES = [(1, 13, 70), (1, 9, 64), (5, 3, 7), (4, 10, 33), (37, 5, 9), (2, 1, 3), (9, 1, 5),
           (3, 7, 1)]

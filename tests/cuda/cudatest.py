@@ -53,7 +53,7 @@ def require():
 def many_blocks(monkeypatch):
     """Grids of several blocks even for tiny arrays (column tiles, row strips, partial
     sums), with blocks of ``stats`` looping over more than one column tile."""
-    from fastfactor.cuda import _launch  # the geometry is read there at every launch
+    from fastfactor._backends.cuda import _launch  # the geometry is read there at every launch
     monkeypatch.setattr(_launch, "BLOCKS_TARGET", 8)
     monkeypatch.setattr(_launch, "SPANS_MAX", 2)
     return _launch
@@ -70,7 +70,7 @@ def to_dev(a):
 
 def host(d):
     """A NumPy copy of a device array (any layout)."""
-    import fastfactor.cuda as fc
+    import fastfactor._backends.cuda as fc
     return fc.to_host(d)
 
 

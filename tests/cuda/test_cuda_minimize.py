@@ -15,7 +15,7 @@ from cudatest import Foreign, assert_agree, host, size, to_dev  # noqa: E402
 from numba import cuda  # noqa: E402
 
 import fastfactor  # noqa: E402
-import fastfactor.cuda as fc  # noqa: E402
+import fastfactor._backends.cuda as fc  # noqa: E402
 from fastfactor import adafactor  # noqa: E402
 
 pytestmark = pytest.mark.cuda

@@ -11,7 +11,7 @@ from cudatest import (Foreign, assert_agree, gradients, host, many_blocks, size,
 from numba import cuda  # noqa: E402
 from reference import C1, G1, R1, X0, X1, ReferenceAdafactor  # noqa: E402
 
-import fastfactor.cuda as fc  # noqa: E402
+import fastfactor._backends.cuda as fc  # noqa: E402
 from fastfactor import Adafactor  # noqa: E402
 
 pytestmark = pytest.mark.cuda
@@ -347,7 +347,7 @@ def test_cuda_module_has_the_names_of_cpu_module():
     anything): deciding that on the host would synchronise every step, so the CUDA
     backend offers the one-call steps, which the stepper uses when the two-phase
     functions are absent."""
-    from fastfactor import cpu
+    from fastfactor._backends import cpu
     public = {n for n in dir(cpu) if not n.startswith("_") and callable(getattr(cpu, n))}
     public -= {"jit", "jit_parallel", "n_chunks", "prange"}
     public -= {"factored_stats", "factored_apply", "unfactored_stats", "unfactored_apply"}

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 from numba import cuda
 
-from .._blocks import FLOAT_DTYPES
+from ..._blocks import FLOAT_DTYPES
 from ._arrays import (_check_strides, _copy, _view, checked_grad, contiguous, copy_into,
                       is_device_array, to_device, to_host)
 from ._steps import max_abs

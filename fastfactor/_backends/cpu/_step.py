@@ -8,15 +8,15 @@ is refused before any parameter or state changes:
 - ``factored_apply`` / ``unfactored_apply`` store them and update the parameters.
 
 ``factored_step`` / ``unfactored_step`` do both for one block. The same names exist in
-``fastfactor.cuda`` for device arrays.
+``fastfactor._backends.cuda`` for device arrays.
 """
 
 import math
 
 import numpy as np
 
-from . import _cpu_kernels as k
-from ._blocks import FLOAT_DTYPES
+from . import _kernels as k
+from ..._blocks import FLOAT_DTYPES
 from ._jit import n_chunks
 
 
@@ -116,7 +116,7 @@ def max_abs_projected(x, g, lb, ub):
     return k._max_abs_projected(x, g, lb, ub)
 
 
-# --- host-array handling: the same names exist in ``fastfactor.cuda`` for device arrays
+# --- host-array handling: the same names exist in ``fastfactor._backends.cuda`` for device arrays
 
 def zeros(shape, dtype):
     return np.zeros(shape, dtype)

@@ -15,12 +15,12 @@ import warnings
 import numpy as np
 from scipy.optimize import OptimizeResult, OptimizeWarning
 
-from ._blocks import block_size
-from ._hyper import HYPER_NAMES
-from ._minimize import _print_summary
-from ._options import as_scalar, split_options, wants_intermediate_result
-from ._stepper import Adafactor
-from ._stochastic_data import _check_int, _DataEnd, _Stream
+from .._blocks import block_size
+from .._hyper import HYPER_NAMES
+from .._minimize import _print_summary
+from .._options import as_scalar, split_options, wants_intermediate_result
+from .._stepper import Adafactor
+from ._data import _check_int, _DataEnd, _Stream
 
 MESSAGES = {
     0: "Optimization terminated successfully: eval_fun(x) reached the target.",

@@ -7,14 +7,14 @@ objectives are evaluated only every ``eval_every`` updates, where the stopping r
 (``target``, ``patience``) look at them. :func:`minibatches` cuts arrays into
 shuffled row batches. The loop drives the :class:`fastfactor.Adafactor` stepper
 (``apply`` into a spare buffer, so that the previous iterate survives a NaN).
-The options and the loop live in ``_stochastic_loop``, the batch stream and the
-minibatches object in ``_stochastic_data``.
+The options and the loop live in ``_loop``, the batch stream and the
+minibatches object in ``_data``.
 """
 
-from ._objective import Objective
-from ._options import as_x0
-from ._stochastic_data import _Minibatches
-from ._stochastic_loop import (  # noqa: F401  (re-exported)
+from .._objective import Objective
+from .._options import as_x0
+from ._data import _Minibatches
+from ._loop import (  # noqa: F401  (re-exported)
     DEFAULT_EVAL_EVERY, DEFAULT_MAXITER, MESSAGES, SOLVER_DEFAULTS, _Config, _Loop)
 
 __all__ = ["minibatches", "minimize_stochastic"]

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from .._blocks import FLOAT_DTYPES
+from ..._blocks import FLOAT_DTYPES
 from ._kernels import _copy3_kernel, _fill_kernel
 from ._launch import SIMULATOR, _blocks_target, _cdiv, _tpb
 

@@ -12,8 +12,8 @@ import math
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from ._lsq_residuals import _rmatvec
-from ._options import wants_intermediate_result
+from ._residuals import _rmatvec
+from .._options import wants_intermediate_result
 
 MESSAGES = {
     0: "`gtol` termination condition is satisfied.",

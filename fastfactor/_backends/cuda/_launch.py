@@ -3,7 +3,7 @@
 The ``*_MAX`` bounds, ``J`` and ``RB`` are fixed when a kernel compiles (they size
 shared and local arrays). ``LANES``, ``WARPS``, ``BLOCKS_TARGET`` and ``SPANS_MAX`` are
 read here at every launch, so tests change them on this module
-(``fastfactor.cuda._launch``), not on the package.
+(``fastfactor._backends.cuda._launch``), not on the package.
 """
 
 from numba import cuda

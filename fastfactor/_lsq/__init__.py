@@ -7,8 +7,8 @@ problem is solved in the scaled variables ``x / x_scale``; the convergence tests
 (``gtol``, ``xtol``) run in a callback, and the result carries SciPy's least-squares
 fields. The defaults were measured on linear, exponential, Arrhenius and NIST StRD
 problems: see ``docs/least_squares.rst``.
-The bounds, scales, residuals and Jacobians live in ``_lsq_residuals``, the run on
-top of :func:`fastfactor.minimize` in ``_lsq_run``.
+The bounds, scales, residuals and Jacobians live in ``_residuals``, the run on
+top of :func:`fastfactor.minimize` in ``_run``.
 """
 
 import math
@@ -18,12 +18,12 @@ import warnings
 import numpy as np
 from scipy.optimize import Bounds, OptimizeWarning
 
-from ._hyper import HYPER_NAMES
-from ._lsq_residuals import (  # noqa: F401  (re-exported)
+from .._hyper import HYPER_NAMES
+from ._residuals import (  # noqa: F401  (re-exported)
     _column_norms, _parse_bounds, _Residuals, _rmatvec, _x_scale)
-from ._lsq_run import MESSAGES, _cost, _Run  # noqa: F401  (re-exported)
-from ._minimize import minimize
-from ._options import as_x0
+from ._run import MESSAGES, _cost, _Run  # noqa: F401  (re-exported)
+from .._minimize import minimize
+from .._options import as_x0
 
 __all__ = ["least_squares"]
 

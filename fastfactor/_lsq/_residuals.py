@@ -15,8 +15,8 @@ import scipy.sparse as sp
 from scipy.optimize import Bounds
 from scipy.sparse.linalg import LinearOperator
 
-from ._objective import FD_METHODS
-from ._options import parse_bounds
+from .._objective import FD_METHODS
+from .._options import parse_bounds
 
 
 def _parse_bounds(bounds, x):
