@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import scipy.optimize as so
-from conftest import Problem, assert_close
+from helpers import Problem, assert_close
 from reference import ReferenceAdafactor, reference_minimize
 
 import fastfactor

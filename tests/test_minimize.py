@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import scipy.optimize as so
-from conftest import DTYPES, Problem, assert_close, dtype_id
+from helpers import DTYPES, Problem, assert_close, dtype_id
 from reference import reference_minimize
 
 import fastfactor

@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.optimize as so
-from conftest import Problem, assert_close
+from helpers import Problem, assert_close
 from reference import reference_minimize
 
 import fastfactor

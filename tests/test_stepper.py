@@ -4,7 +4,7 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import DTYPES, assert_close, dtype_id, gradient_stream, random_blocks
+from helpers import DTYPES, assert_close, dtype_id, gradient_stream, random_blocks
 from reference import ALPHA1, C1, G1, R1, X0, X1, ReferenceAdafactor
 
 from fastfactor import Adafactor

@@ -19,6 +19,15 @@ A *case* is a string naming the blocks of one optimizer:
 Helpers here build the arrays once per process (module-level cache), so that asv's
 ``setup()``, which asv re-runs before every timed call, costs almost nothing after the
 first call. Heavy imports (torch, jax, transformers) never happen here.
+
+Benchmark classes
+-----------------
+``StepperCases`` is the base of every CPU stepper benchmark (``bench_step``,
+``bench_peers``, ``bench_floor``, ``bench_scaling``, ``bench_memory``): the
+(dtype, case) parameters and the ``setup`` that builds and warms the stepper. This module,
+``_numpy_step`` and ``_peers`` hold no benchmarks (asv imports every module of the
+package, but finds benchmarks only in methods named ``time_``, ``track_``, ``peakmem_``,
+..., which only the ``bench_*`` modules have).
 """
 
 import math
@@ -181,6 +190,24 @@ def numpy_stepper(case, dtype):
 
 
 STEPPERS = {"fastfactor": fastfactor_stepper, "numpy": numpy_stepper}
+
+
+class StepperCases:
+    """Base class of the CPU stepper benchmarks: one warmed-up stepper per (dtype, case).
+
+    A subclass names its stepper, ``stepper = staticmethod(fastfactor_stepper)`` (or
+    ``numpy_stepper``, or a peer's from ``_peers``), and may set other ``params``
+    (``param_names`` stay ``["dtype", "case"]``). ``setup`` builds (once per process) and
+    warms that stepper, so ``self.step()`` is one optimizer step and nothing else. Not a
+    benchmark itself: it has no ``time_``/``track_``/``peakmem_`` method.
+    """
+
+    params = (DTYPES, LARGE_CASES)
+    param_names = ["dtype", "case"]
+    stepper = None
+
+    def setup(self, dtype, case):
+        self.step = type(self).stepper(case, dtype)
 
 
 # --- bandwidth ----------------------------------------------------------------------

@@ -11,18 +11,14 @@ alternately in one process and reports best step time / floor: 1.0 is the floor,
 target is <= 1.15.
 """
 
-from ._common import DTYPES, LARGE_CASES, fastfactor_stepper, measure_bandwidth, ratio_to_floor
+from ._common import StepperCases, fastfactor_stepper, measure_bandwidth, ratio_to_floor
 
 
-class Floor:
-    params = (DTYPES, LARGE_CASES)
-    param_names = ["dtype", "case"]
+class Floor(StepperCases):
+    stepper = staticmethod(fastfactor_stepper)
     unit = "step time / floor"
     timeout = 600
     rounds = 1
-
-    def setup(self, dtype, case):
-        self.step = fastfactor_stepper(case, dtype)
 
     def track_time_over_floor(self, dtype, case):
         return ratio_to_floor(self.step, case, dtype)[0]

@@ -13,7 +13,7 @@ Target for fastfactor: under 0.05 (5% of one n x m array) at every size. The pla
 NumPy step is beside it for contrast (one n x m temporary: about 1.0).
 """
 
-from ._common import (DTYPES, LARGE_CASES, SMALL_CASES, extra_peak_rss,
+from ._common import (DTYPES, LARGE_CASES, SMALL_CASES, StepperCases, extra_peak_rss,
                       extra_peak_tracemalloc, fastfactor_stepper, numpy_stepper, param_bytes,
                       pick, prepare_rss_probe, rss_probe_available)
 
@@ -21,9 +21,8 @@ from ._common import (DTYPES, LARGE_CASES, SMALL_CASES, extra_peak_rss,
 NUMPY_CASES = pick(["64x48", "1000", "10*32x32"], ["4096x4096", "16777216", "64x64", "200*32x32"])
 
 
-class FastfactorExtraMemory:
+class FastfactorExtraMemory(StepperCases):
     params = (DTYPES, LARGE_CASES + SMALL_CASES)
-    param_names = ["dtype", "case"]
     unit = "fraction of the parameters' bytes"
     rounds = 1
     timeout = 600
@@ -32,8 +31,8 @@ class FastfactorExtraMemory:
     def setup(self, dtype, case):
         self.rss = rss_probe_available()
         if self.rss:
-            prepare_rss_probe()
-        self.step = type(self).stepper(case, dtype)
+            prepare_rss_probe()  # before the stepper's arrays are allocated
+        super().setup(dtype, case)
 
     def track_extra_peak_tracemalloc(self, dtype, case):
         return extra_peak_tracemalloc(self.step) / param_bytes(case, dtype)

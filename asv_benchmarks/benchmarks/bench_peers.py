@@ -5,19 +5,11 @@ not installed. Settings and their differences: see ``_peers.py``. The step updat
 parameters in place (torch, HF) or returns donated buffers (optax, jitted).
 """
 
-from ._common import (DTYPES, LARGE_CASES, LARGE_TIMING, SMALL_CASES, SMALL_TIMING,
-                      timing)
+from ._common import DTYPES, LARGE_TIMING, SMALL_CASES, SMALL_TIMING, StepperCases, timing
 from ._peers import hf_stepper, optax_stepper, torch_stepper
 
 
-class _Peer:
-    params = (DTYPES, LARGE_CASES)
-    param_names = ["dtype", "case"]
-    stepper = None
-
-    def setup(self, dtype, case):
-        self.step = type(self).stepper(case, dtype)
-
+class _Peer(StepperCases):
     def time_step(self, dtype, case):
         self.step()
 

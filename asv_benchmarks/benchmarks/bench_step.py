@@ -7,18 +7,11 @@ start-up never land in a sample. ``peakmem_`` is asv's peak RSS of the whole pro
 (arrays included); the extra memory of the step alone is ``bench_memory``'s.
 """
 
-from ._common import (DTYPES, LARGE_CASES, LARGE_TIMING, SMALL_CASES, SMALL_TIMING,
+from ._common import (DTYPES, LARGE_TIMING, SMALL_CASES, SMALL_TIMING, StepperCases,
                       fastfactor_stepper, numpy_stepper, timing)
 
 
-class _Step:
-    params = (DTYPES, LARGE_CASES)
-    param_names = ["dtype", "case"]
-    stepper = None
-
-    def setup(self, dtype, case):
-        self.step = type(self).stepper(case, dtype)
-
+class _Step(StepperCases):
     def time_step(self, dtype, case):
         self.step()
 

@@ -5,9 +5,12 @@
 code on every machine. Each test module here starts with ``cudatest.require()``,
 which skips the module, before anything imports ``numba.cuda``, unless the
 simulator is enabled or an NVIDIA GPU is usable (then the tests run on the GPU).
-(No conftest.py here: the test modules of tests/ import their helpers with
-``from conftest import ...``, and pytest would register a second conftest under
-that same module name.)
+The helpers are in this plain module, imported with ``from cudatest import ...``
+(pytest puts the directory of a test module without ``__init__.py`` on ``sys.path``);
+``reference`` and ``helpers`` of ``tests/`` import the same way because pytest puts
+``tests/`` on ``sys.path`` too (``pythonpath = ["tests"]`` in pyproject.toml, which
+applies wherever pytest is started in the repository: the subprocess of
+test_cuda_simulator.py and gpu_check.sh run ``python -m pytest tests/cuda`` from the root).
 
 ``FASTFACTOR_TEST_SIZE=large`` switches to sizes worth a real GPU (asv_benchmarks/gpu_check.sh).
 """
@@ -17,8 +20,6 @@ import sys
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # reference.py
 
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM", "") not in ("", "0")
 LARGE = os.environ.get("FASTFACTOR_TEST_SIZE", "small") == "large"
