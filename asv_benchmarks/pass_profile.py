@@ -4,7 +4,8 @@ with the same memory traffic, timed alternately in one process.
     python asv_benchmarks/pass_profile.py [N] [dtype]      # default: 4096 float32
 
 A step of an ``N x N`` block is two passes (``fastfactor._backends.cpu``): statistics, which only
-reads g and x, and update, which reads g and reads and writes x. Beside them:
+reads g and x, and update, which reads g and reads and writes x (in place), or reads x
+and writes a separate output (out of place). Beside them:
 
 - ``read g, x``: the column sums of g**2 + x**2 in float64, a loop that LLVM
   vectorizes and that does nothing else: the ceiling of a pass that reads two arrays;
@@ -48,25 +49,29 @@ def _update_in_place(x, g, c, nchunks):
 def main(n=4096, dtype="float32"):
     import numba
 
-    from fastfactor._backends import cpu
+    from fastfactor._backends._protocol import FactoredState
+    from fastfactor._backends.cpu import _step as cpu
+    from fastfactor._hyper import Hyper
 
     dt = np.dtype(dtype)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, n, n), dtype=dt.type)
     g = rng.standard_normal((1, n, n), dtype=dt.type)
-    r, c = np.ones((1, n), dt), np.ones((1, n), dt)
-    mom = np.empty((0, 0, 0), dt)
+    out = np.zeros_like(x)
+    state = FactoredState(np.ones((1, n), dt), np.ones((1, n), dt), np.empty((0, 0, 0), dt))
+    s = Hyper(lr=1e-3).scalars(2)._replace(beta2=0.9)
     threads = numba.get_num_threads()
-    pending = cpu.factored_stats(x, g, r, c, 0.9, 1e-30, True)
+    pending = cpu.factored_stats(x, g, state, s)
     size = x.nbytes
     probes = {
         "step pass 1: statistics (reads g, x)": (
-            lambda: cpu.factored_stats(x, g, r, c, 0.9, 1e-30, True), 2 * size),
+            lambda: cpu.factored_stats(x, g, state, s), 2 * size),
         "ceiling: read g, x": (lambda: _read_two(g[0], x[0], threads), 2 * size),
         "step pass 2: update (reads g, x; writes x)": (
-            lambda: cpu.factored_apply(x, x, g, r, c, mom, pending, 1e-3, 1e-3, 1.0, 0.0,
-                                       0.0, True), 3 * size),
+            lambda: cpu.factored_apply(x, x, g, state, pending, s), 3 * size),
         "ceiling: x = c x - g": (lambda: _update_in_place(x[0], g[0], 1.0, threads), 3 * size),
+        "pass 2 out of place (reads g, x; writes out)": (
+            lambda: cpu.factored_apply(x, out, g, state, pending, s), 3 * size),
     }
     best = {name: np.inf for name in probes}
     probe_bw = 0.0

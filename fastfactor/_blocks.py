@@ -57,3 +57,24 @@ def kernel_shape(shape, factored):
     if factored:
         return (block_size(shape[:-2]), shape[-2], shape[-1])
     return (block_size(shape),)
+
+
+class Layout:
+    """Where the blocks of ``shapes`` lie in one flat vector (C order, one after another)."""
+
+    def __init__(self, shapes):
+        self.shapes = [tuple(s) for s in shapes]
+        self.offsets = [0]
+        for s in self.shapes:
+            self.offsets.append(self.offsets[-1] + block_size(s))
+
+    @property
+    def size(self):
+        return self.offsets[-1]
+
+    def views(self, flat):
+        """The blocks of the flat array ``flat`` as views in their shapes."""
+        if len(self.shapes) == 1:
+            return [flat.reshape(self.shapes[0])]
+        bounds = zip(self.offsets[:-1], self.offsets[1:], self.shapes, strict=True)
+        return [flat[a:b].reshape(s) for a, b, s in bounds]

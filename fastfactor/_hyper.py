@@ -1,11 +1,30 @@
 """Adafactor's hyper-parameters: defaults, validation and the per-step schedules."""
 
+import inspect
 import math
 import numbers
-from dataclasses import asdict, dataclass
-from typing import Callable, Optional, Union
+from dataclasses import asdict, dataclass, fields
+from typing import Callable, NamedTuple, Optional, Union
 
 LrType = Union[None, float, Callable[[int], float]]
+
+
+class StepScalars(NamedTuple):
+    """The scalars of one step, as every kernel receives them (one argument).
+
+    Numba compiles (and caches on disk) a kernel taking this named tuple; a kernel reads
+    the fields it needs by name, so a new kernel-side hyper-parameter is one more field
+    here (filled in :meth:`Hyper.scalars`) and nothing in between.
+    """
+
+    beta2: float            # beta2_t = 1 - t**decay_rate
+    rho: float              # the relative step rho_t
+    eps1: float
+    eps2: float
+    clip_threshold: float
+    beta1: float            # 0.0 without a first moment
+    weight_decay: float
+    scale_parameter: bool
 
 
 @dataclass(frozen=True)
@@ -70,6 +89,16 @@ class Hyper:
         """The second-moment decay beta2_t = 1 - t**decay_rate (0 at t = 1)."""
         return 1.0 - t ** self.decay_rate
 
+    def scalars(self, t):
+        """The :class:`StepScalars` of step ``t`` (1-based)."""
+        rest = self.__dict__.get("_constant_scalars")
+        if rest is None:  # the fields after beta2 and rho do not change from step to step
+            rest = (float(self.eps1), float(self.eps2), float(self.clip_threshold),
+                    0.0 if self.beta1 is None else float(self.beta1),
+                    float(self.weight_decay), bool(self.scale_parameter))
+            object.__setattr__(self, "_constant_scalars", rest)
+        return StepScalars(float(self.beta2(t)), float(self.rho(t)), *rest)
+
     def factored(self, shape):
         """Whether a block of ``shape`` keeps a factored (row/column) second moment."""
         k = self.min_dim_size_to_factor
@@ -93,4 +122,23 @@ def _check_real(name, value, lo=None, lo_open=False, hint=""):
         raise ValueError(f"{name} must be {bound}, got {value!r}{hint}")
 
 
-HYPER_NAMES = tuple(Hyper.__dataclass_fields__)
+HYPER_NAMES = tuple(f.name for f in fields(Hyper))
+
+
+def make_hyper(kwargs, where):
+    """``Hyper(**kwargs)``, with unknown names refused as Python refuses a keyword."""
+    unknown = sorted(set(kwargs) - set(HYPER_NAMES))
+    if unknown:
+        raise TypeError(f"{where} got an unexpected keyword argument {unknown[0]!r}; the "
+                        f"hyper-parameters are {', '.join(HYPER_NAMES)}")
+    return Hyper(**kwargs)
+
+
+def signature_with_hyper(func):
+    """``func``'s signature with ``**hyper`` spelled out as ``Hyper``'s fields and
+    defaults (what ``help`` and ``inspect.signature`` show)."""
+    sig = inspect.signature(func)
+    params = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    params += [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default)
+               for f in fields(Hyper)]
+    return sig.replace(parameters=params)

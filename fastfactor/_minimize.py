@@ -1,24 +1,34 @@
 """``adafactor`` (a ``scipy.optimize.minimize`` method) and ``fastfactor.minimize``."""
 
-import warnings
-
-import numpy as np
 from scipy.optimize import OptimizeResult
 
-from ._blocks import block_size
-from ._objective import DeviceObjective, Objective
-from ._options import (as_x0, check_constraints, parse_bounds, split_options,
-                       wants_intermediate_result)
+from . import _driver
 from ._backends import get_backend
+from ._blocks import Layout
+from ._callbacks import as_callback
+from ._hyper import make_hyper
+from ._inputs import check_constraints, parse_bounds
+from ._options import (as_options, flag, nonneg_int, nonneg_real, optional, parse_options,
+                       parse_shapes, warn_at_caller)
 from ._stepper import Adafactor
 
-MESSAGES = {
+MINIMIZE_MESSAGES = {
+    **_driver.BASE_MESSAGES,
     0: "Optimization terminated successfully: the gradient is below gtol.",
-    1: "Maximum number of iterations has been exceeded.",
     2: "Stopped: the objective or its gradient became NaN or inf (or so large that its "
        "square overflows); x is the last iterate where both were finite.",
-    99: "`callback` raised `StopIteration`.",
 }
+
+#: The solver options of ``minimize`` and ``adafactor``: ``(default, validator)``.
+SOLVER_OPTIONS = {
+    "maxiter": (1000, nonneg_int),
+    "gtol": (None, optional(nonneg_real)),
+    "tol": (None, optional(nonneg_real)),
+    "shapes": (None, None),
+    "disp": (False, flag),
+    "device": ("cpu", None),
+}
+DEFAULT_GTOL = 1e-5
 
 
 def adafactor(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None,
@@ -101,9 +111,8 @@ def adafactor(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None,
     >>> res.success, np.allclose(res.x, 3.0, atol=1e-6)
     (True, True)
     """
-    x = _as_x0(x0, options)
-    return _run(fun, x, args, jac, hess, hessp, bounds, constraints, callback, options,
-                shape=x.reshape(-1).shape, x0=x0)
+    return _run(fun, x0, args, jac, hess, hessp, bounds, constraints, callback, options,
+                flat=True)
 
 
 def minimize(fun, x0, args=(), jac=None, bounds=None, callback=None, tol=None, options=None):
@@ -139,136 +148,48 @@ def minimize(fun, x0, args=(), jac=None, bounds=None, callback=None, tol=None, o
     >>> res.success, res.x.shape, bool(np.abs(res.x - T).max() < 1e-4)
     (True, (3, 4), True)
     """
-    options = {} if options is None else dict(options)
+    options = as_options(options)
     if tol is not None:
         options.setdefault("tol", tol)
-    x = _as_x0(x0, options)
-    return _run(fun, x, args, jac, None, None, bounds, (), callback, options,
-                shape=tuple(x.shape), x0=x0)
+    return _run(fun, x0, args, jac, None, None, bounds, (), callback, options, flat=False)
 
 
-def _run(fun, x, args, jac, hess, hessp, bounds, constraints, callback, options, shape,
-         x0=None):
+def _run(fun, x0, args, jac, hess, hessp, bounds, constraints, callback, options, flat):
     check_constraints(constraints)
     if hess is not None or hessp is not None:
-        warnings.warn("Adafactor is a first-order method: hess and hessp are not used.",
-                      RuntimeWarning, stacklevel=3)
-    settings, hyper = split_options(options, shape)
+        warn_at_caller("Adafactor is a first-order method: hess and hessp are not used.",
+                       RuntimeWarning)
+    solver, hyper = parse_options(options, SOLVER_OPTIONS)
+    make_hyper(hyper, "options")  # refused here, before x0 moves to a device
+    gtol = solver["gtol"] if solver["gtol"] is not None else solver["tol"]
+    gtol = DEFAULT_GTOL if gtol is None else gtol
+    be = get_backend(solver["device"])
     if not isinstance(args, tuple):
         args = (args,)
-    opt = Adafactor(settings["shapes"], device=settings["device"], **hyper)
-    box = parse_bounds(bounds, x.reshape(shape))
+    x = be.as_x0(x0)
+    shape = (x.size,) if flat else tuple(x.shape)
+    layout = Layout(parse_shapes(solver["shapes"], shape))
+    opt = Adafactor(layout.shapes, device=solver["device"], **hyper)
+    host_box = parse_bounds(bounds, x.reshape(shape))
     xa = x.reshape(-1)
-    if settings["device"] == "cuda":  # the run on the GPU: see _cuda_setup
-        box, obj, export = _cuda_setup(opt.backend, x0, xa, box, fun, jac, args, shape)
-    else:
-        if box is not None:
-            np.clip(xa, box[0], box[1], out=xa)
-        obj = Objective(fun, jac, args, shape, x.dtype)
-        export = None
-    state = _Loop(opt, obj, box, settings["gtol"], callback, shape, export)
-    res = state.run(xa, settings["maxiter"])
-    if settings["disp"]:
-        _print_summary(res)
-    return res
-
-
-class _Loop:
-    """The iteration: evaluate, test, step into the spare buffer, project, repeat."""
-
-    def __init__(self, opt, obj, box, gtol, callback, shape, export=None):
-        self.opt, self.obj, self.box, self.gtol, self.shape = opt, obj, box, gtol, shape
-        # a copy of x or g in x0's shape (and, on the GPU, x0's kind) for the caller
-        self.export = export or (lambda a: a.reshape(shape).copy())
-        self.be = opt.backend
-        self.callback = callback
-        self.new_callback = callback is not None and wants_intermediate_result(callback)
-        sizes = [block_size(s) for s in opt.shapes]
-        self.offsets = np.cumsum([0] + sizes)
-
-    def _blocks(self, flat):
-        if len(self.opt.shapes) == 1:
-            return [flat.reshape(self.opt.shapes[0])]
-        return [flat[a:b].reshape(s) for a, b, s in zip(self.offsets[:-1], self.offsets[1:], self.opt.shapes)]
-
-    def _converged(self, x, g):
-        if self.box is None:
-            return self.be.max_abs(g) <= self.gtol
-        return self.be.max_abs_projected(x, g, self.box[0], self.box[1]) <= self.gtol
-
-    def run(self, x, maxiter):
-        f, g = self.obj(x)
-        if not (np.isfinite(f) and np.isfinite(self.be.max_abs(g))):
-            return self._result(x, f, g, 0, 2)
-        spare = self.be.empty_like(x)
-        xb, spareb = self._blocks(x), self._blocks(spare)  # views, made once
-        nit, status = 0, 1
-        while True:
-            if self._converged(x, g):
-                status = 0
-                break
-            if nit >= maxiter:
-                break
-            if self.opt.apply(xb, spareb, self._blocks(g)) is not None:
-                status = 2  # g is finite but its square overflows: no step can be taken
-                break
-            if self.box is not None:
-                self.be.clip(spare, self.box[0], self.box[1])
-            f_new, g_new = self.obj(spare)
-            if not (np.isfinite(f_new) and np.isfinite(self.be.max_abs(g_new))):
-                status = 2  # the update is discarded: nit counts those leading to x
-                break
-            nit += 1
-            x, spare, f, g = spare, x, f_new, g_new
-            xb, spareb = spareb, xb
-            if self.callback is not None and self._call_back(x, f, g, nit):
-                status = 99
-                break
-        return self._result(x, f, g, nit, status)
-
-    def _call_back(self, x, f, g, nit):
-        """Run the callback; True if it asked to stop."""
-        xk = self.export(x)
-        try:
-            if self.new_callback:
-                self.callback(intermediate_result=OptimizeResult(x=xk, fun=f, jac=self.export(g), nit=nit))
-            else:
-                self.callback(xk)
-        except StopIteration:
-            return True
-        return False
-
-    def _result(self, x, f, g, nit, status):
-        return OptimizeResult(
-            x=self.export(x), fun=f, jac=self.export(g), nit=nit,
-            nfev=self.obj.nfev, njev=self.obj.njev, status=status, success=status == 0,
-            message=MESSAGES[status])
-
-
-def _print_summary(res):
-    head = "Optimization terminated successfully." if res.success else "Warning: " + res.message
-    print(head)
-    print(f"         Current function value: {res.fun:.6g}")
-    print(f"         Iterations: {res.nit}")
-    print(f"         Function evaluations: {res.nfev}")
-    print(f"         Gradient evaluations: {res.njev}")
-
-
-# --- device="cuda": the iterate, the state and the gradients stay on the GPU ---------------
-
-def _as_x0(x0, options):
-    """x0 as a new float array; with device="cuda" a device array (x0 on host or device)."""
-    if options.get("device", "cpu") == "cuda":
-        return get_backend("cuda").as_x0(x0, as_x0)
-    return as_x0(x0)
-
-
-def _cuda_setup(be, x0, xa, box, fun, jac, args, shape):
-    """Bounds moved to the device (x0 clipped into them), the device objective, and
-    ``export``: results and callbacks get copies of x0's kind (NumPy for NumPy x0)."""
+    box = None if host_box is None else be.box(*host_box)
     if box is not None:
-        box = (be.to_device(box[0]), be.to_device(box[1]))
-        be.clip(xa, box[0], box[1])
-    kind = be.ArrayKind(x0)
-    obj = DeviceObjective(fun, jac, args, shape, xa.dtype, be, kind.wrap)
-    return box, obj, lambda a: kind.export(a.reshape(shape))
+        be.clip(xa, *box)
+    obj = be.objective(fun, jac, args, shape, x.dtype, x0, host_box)
+    export = be.exporter(x0, shape)
+    report = None
+    if callback is not None:
+        cb = as_callback(callback)
+
+        def report(nit, xk, f, g, data):
+            return cb(export(xk), lambda: dict(fun=f, jac=export(g), nit=nit))
+
+    out = _driver.drive(opt, layout.views, xa, obj, box, gtol, solver["maxiter"],
+                        callback=report)
+    res = OptimizeResult(
+        x=be.exporter(x0, shape, owned=True)(out.x), fun=out.f, jac=export(out.g), nit=out.nit, nfev=obj.nfev,
+        njev=obj.njev, status=out.status, success=out.status == 0,
+        message=MINIMIZE_MESSAGES[out.status])
+    if solver["disp"]:
+        _driver.print_summary(res)
+    return res

@@ -1,128 +1,128 @@
-"""Parsing of ``minimize`` inputs: x0, options, bounds, shapes, callbacks."""
+"""The one options parser of the front ends, its validators, and the unknown-option warning.
 
-import inspect
+Each front end describes its solver options as ``{name: (default, validator)}``;
+:func:`parse_options` checks them, takes the hyper-parameters (``Hyper``'s fields, whose
+defaults live in ``Hyper`` alone) and warns about unknown names at the user's call,
+wherever it came from (directly, or through ``scipy.optimize.minimize``).
+"""
+
 import math
 import numbers
+import os
+import sys
 import warnings
 
-import numpy as np
-from scipy.optimize import Bounds, OptimizeWarning
+from scipy.optimize import OptimizeWarning
 
 from ._blocks import block_size, normalize_shapes
 from ._hyper import HYPER_NAMES
 
-SOLVER_OPTIONS = ("maxiter", "gtol", "tol", "shapes", "disp", "device")
+# --- validators: (name, value) -> the value to use, or ValueError/TypeError ------------
 
 
-def as_x0(x0):
-    """x0 as a new float array (float32 stays float32, integers become float64)."""
-    try:
-        arr = np.array(x0, copy=True)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"x0 must be an array of real numbers: {exc}") from None
-    if arr.dtype.kind in "biu":
-        arr = arr.astype(np.float64)
-    elif arr.dtype.kind == "f":
-        if arr.dtype not in (np.float32, np.float64):
-            arr = arr.astype(np.float64)
-    else:
-        raise TypeError(f"x0 must be an array of real numbers, got dtype {arr.dtype}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("x0 contains NaN or inf; start from finite values")
-    return arr
+def nonneg_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(value)
 
 
-def split_options(options, x_shape):
-    """Validated solver settings and hyper-parameters from an ``options`` dict."""
-    options = dict(options)
-    unknown = sorted(set(options) - set(SOLVER_OPTIONS) - set(HYPER_NAMES))
+def positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def nonneg_real(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+    return float(value)
+
+
+def real(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    return float(value)
+
+
+def flag(name, value):
+    return bool(value)
+
+
+def optional(check):
+    """``check``, letting None through."""
+    def check_optional(name, value):
+        return None if value is None else check(name, value)
+    return check_optional
+
+
+def cpu_only(entry):
+    """A validator of ``device`` for a front end that runs on the CPU only."""
+    def check_device(name, value):
+        if value != "cpu":
+            raise ValueError(f"{entry} runs on the CPU (device='cpu'), got device={value!r}")
+        return value
+    return check_device
+
+
+# --- the parser ----------------------------------------------------------------------------
+
+def as_options(options):
+    """``options`` as a new dict (None: empty); TypeError unless it is a mapping."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise TypeError(f"options must be a dict, got {type(options).__name__}")
+    return dict(options)
+
+
+def parse_options(options, spec):
+    """``(solver, hyper)``: the solver options of ``spec`` (``{name: (default,
+    validator)}``, validated; defaults are not validated) and the hyper-parameters given.
+    Unknown names warn with ``OptimizeWarning``."""
+    options = as_options(options)
+    unknown = sorted(set(options) - set(spec) - set(HYPER_NAMES))
     if unknown:
-        warnings.warn(f"Unknown solver options: {', '.join(unknown)}", OptimizeWarning, stacklevel=4)
+        warn_at_caller(f"Unknown solver options: {', '.join(unknown)}", OptimizeWarning)
+    solver = {}
+    for name, (default, check) in spec.items():
+        if name in options:
+            solver[name] = options[name] if check is None else check(name, options[name])
+        else:
+            solver[name] = default
     hyper = {k: options[k] for k in HYPER_NAMES if k in options}
-    maxiter = options.get("maxiter", 1000)
-    if isinstance(maxiter, bool) or not isinstance(maxiter, numbers.Integral) or maxiter < 0:
-        raise ValueError(f"maxiter must be a non-negative integer, got {maxiter!r}")
-    gtol = options.get("gtol")
-    if gtol is None:
-        gtol = options.get("tol")
-    if gtol is None:
-        gtol = 1e-5
-    if isinstance(gtol, bool) or not isinstance(gtol, numbers.Real) or not gtol >= 0:
-        raise ValueError(f"gtol (or tol) must be a non-negative number, got {gtol!r}")
-    shapes = options.get("shapes")
-    size = block_size(x_shape)
+    return solver, hyper
+
+
+def parse_shapes(shapes, x_shape):
+    """The block shapes partitioning an x of ``x_shape`` (default: one block, x's shape)."""
     if shapes is None:
-        shapes = [tuple(x_shape)] if x_shape else [(1,)]
-    else:
-        shapes, _ = normalize_shapes(shapes)
-        total = sum(block_size(s) for s in shapes)
-        if total != size:
-            raise ValueError(f"the shapes {shapes} hold {total} elements, but x0 has {size}; "
-                             "the shapes must partition x0 (in C order)")
-    settings = dict(maxiter=int(maxiter), gtol=float(gtol), shapes=shapes,
-                    disp=bool(options.get("disp", False)), device=options.get("device", "cpu"))
-    return settings, hyper
+        return [tuple(x_shape)] if x_shape else [(1,)]
+    shapes, _ = normalize_shapes(shapes)
+    total = sum(block_size(s) for s in shapes)
+    size = block_size(x_shape)
+    if total != size:
+        raise ValueError(f"the shapes {shapes} hold {total} elements, but x0 has {size}; "
+                         "the shapes must partition x0 (in C order)")
+    return shapes
 
 
-def parse_bounds(bounds, x):
-    """``(lb, ub)`` as flat float64 arrays of x's size, or None when nothing is bounded."""
-    if bounds is None:
-        return None
-    n = x.size
-    if isinstance(bounds, Bounds):
-        lb = np.broadcast_to(np.asarray(bounds.lb, dtype=float), x.shape).ravel()
-        ub = np.broadcast_to(np.asarray(bounds.ub, dtype=float), x.shape).ravel()
-    else:
-        pairs = list(bounds)
-        if len(pairs) != n:
-            raise ValueError(f"bounds has {len(pairs)} (lo, hi) pairs, but x0 has {n} elements; "
-                             "give one pair per element or a scipy.optimize.Bounds")
-        lb = np.empty(n)
-        ub = np.empty(n)
-        for i, pair in enumerate(pairs):
-            try:
-                lo, hi = pair
-            except (TypeError, ValueError):
-                raise ValueError(f"bounds[{i}] = {pair!r} is not a (lo, hi) pair") from None
-            lb[i] = -np.inf if lo is None else float(lo)
-            ub[i] = np.inf if hi is None else float(hi)
-    if np.any(np.isnan(lb)) or np.any(np.isnan(ub)):
-        raise ValueError("bounds contain NaN; use -inf/inf (or None) for no bound")
-    bad = np.flatnonzero(lb > ub)
-    if bad.size:
-        i = bad[0]
-        raise ValueError(f"lower bound exceeds upper bound at index {i}: {lb[i]} > {ub[i]}")
-    if np.all(np.isneginf(lb)) and np.all(np.isposinf(ub)):
-        return None
-    return np.ascontiguousarray(lb), np.ascontiguousarray(ub)
+# --- warnings at the user's line -------------------------------------------------------------
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
-def check_constraints(constraints):
-    if constraints is None:
-        return
-    if not isinstance(constraints, (list, tuple)) or len(constraints) > 0:
-        raise ValueError("Adafactor cannot honour constraints; use method='SLSQP', 'COBYQA' or "
-                         "'trust-constr', or express simple box constraints through bounds")
+def _internal(filename):
+    """Frames of fastfactor and of scipy.optimize (whose ``minimize`` calls our method)."""
+    path = os.path.abspath(filename)
+    return path.startswith(_PACKAGE) or f"{os.sep}scipy{os.sep}optimize{os.sep}" in path
 
 
-def wants_intermediate_result(callback):
-    """SciPy's rule: the new callback form has the single parameter ``intermediate_result``."""
-    try:
-        params = inspect.signature(callback).parameters
-    except (TypeError, ValueError):
-        return False
-    return set(params) == {"intermediate_result"}
-
-
-def as_scalar(f):
-    """The objective's value as a Python float (TypeError/ValueError if it is not a scalar)."""
-    arr = np.asarray(f)
-    if arr.size != 1:
-        raise ValueError(f"the objective must return a scalar, got an array of shape {arr.shape}")
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"the objective must return a real number, got {f!r}")
-    return float(arr.reshape(()))
-
-
-def is_finite(value):
-    return math.isfinite(value)
+def warn_at_caller(message, category):
+    """``warnings.warn`` pointing at the first frame outside fastfactor and SciPy's
+    optimize package: the user's call, from every entry point."""
+    level = 1
+    frame = sys._getframe(0)
+    while frame is not None and _internal(frame.f_code.co_filename):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level)

@@ -4,7 +4,8 @@ import numpy as np
 
 from ._blocks import FLOAT_DTYPES, block_size, kernel_shape, normalize_shapes
 from ._backends import get_backend
-from ._hyper import Hyper
+from ._backends._protocol import FactoredState, UnfactoredState
+from ._hyper import make_hyper, signature_with_hyper
 
 class Adafactor:
     """Adafactor optimizer state for a fixed list of parameter blocks.
@@ -65,14 +66,9 @@ class Adafactor:
     (array([0.9, 0.9, 0.9]), array([0.1, 0.1, 0.1]))
     """
 
-    def __init__(self, shapes, *, lr=None, eps1=1e-30, eps2=1e-3, clip_threshold=1.0,
-                 decay_rate=-0.8, beta1=None, weight_decay=0.0, scale_parameter=True,
-                 warmup_init=False, min_dim_size_to_factor=1, device="cpu"):
+    def __init__(self, shapes, *, device="cpu", **hyper):
         self.shapes, self._single = normalize_shapes(shapes)
-        self.hyper = Hyper(lr=lr, eps1=eps1, eps2=eps2, clip_threshold=clip_threshold,
-                           decay_rate=decay_rate, beta1=beta1, weight_decay=weight_decay,
-                           scale_parameter=scale_parameter, warmup_init=warmup_init,
-                           min_dim_size_to_factor=min_dim_size_to_factor)
+        self.hyper = make_hyper(hyper, "Adafactor()")
         self.device = device
         self.backend = get_backend(device)
         self.factored = [self.hyper.factored(s) for s in self.shapes]
@@ -86,17 +82,16 @@ class Adafactor:
 
     # --- state -----------------------------------------------------------------
     def _allocate(self, dtype):
+        be = self.backend
         state = []
-        for shape, factored in zip(self.shapes, self.factored):
+        for shape, factored in zip(self.shapes, self.factored, strict=True):
             ks = kernel_shape(shape, factored)
-            block = {}
+            mom = be.zeros(ks if self.hyper.beta1 is not None else (0,) * len(ks), dtype)
             if factored:
-                block["row"] = self.backend.zeros(ks[:2], dtype)
-                block["col"] = self.backend.zeros((ks[0], ks[2]), dtype)
+                state.append(FactoredState(be.zeros(ks[:2], dtype),
+                                           be.zeros((ks[0], ks[2]), dtype), mom))
             else:
-                block["v"] = self.backend.zeros(ks, dtype)
-            block["m"] = self.backend.zeros(ks if self.hyper.beta1 is not None else (0,) * len(ks), dtype)
-            state.append(block)
+                state.append(UnfactoredState(be.zeros(ks, dtype), mom))
         self.dtype = np.dtype(dtype)
         self._state = state
 
@@ -111,15 +106,16 @@ class Adafactor:
         """
         blocks = []
         host = self.backend.to_host
-        for shape, factored, st in zip(self.shapes, self.factored, self._state or []):
+        for shape, factored, st in zip(self.shapes, self.factored, self._state or [],
+                                       strict=self._state is not None):
             out = {}
             if factored:
-                out["row"] = host(st["row"]).reshape(shape[:-1])
-                out["col"] = host(st["col"]).reshape(shape[:-2] + shape[-1:])
+                out["row"] = host(st.row).reshape(shape[:-1])
+                out["col"] = host(st.col).reshape(shape[:-2] + shape[-1:])
             else:
-                out["v"] = host(st["v"]).reshape(shape)
+                out["v"] = host(st.v).reshape(shape)
             if self.hyper.beta1 is not None:
-                out["m"] = host(st["m"]).reshape(shape)
+                out["m"] = host(st.m).reshape(shape)
             blocks.append(out)
         hyper = self.hyper.as_dict()
         if callable(hyper["lr"]):  # keep the dict picklable: a schedule is recorded by name
@@ -145,15 +141,20 @@ class Adafactor:
         if dtype not in FLOAT_DTYPES:
             raise TypeError(f"state arrays must be float32 or float64, got {dtype}")
         self._allocate(dtype)
-        for shape, st, saved in zip(self.shapes, self._state, blocks):
-            keys = [k for k in st if k != "m" or self.hyper.beta1 is not None]
+        if len(blocks) != len(self.shapes):
+            raise ValueError(f"state has {len(blocks)} blocks, this optimizer has "
+                             f"{len(self.shapes)}")
+        for shape, st, saved in zip(self.shapes, self._state, blocks, strict=True):
+            keys = [k for k in st._fields if k != "m" or self.hyper.beta1 is not None]
             for key in keys:
                 if key not in saved:
                     raise ValueError(f"state block for shape {shape} lacks {key!r}")
                 arr = np.asarray(saved[key])
-                if arr.size != st[key].size:
-                    raise ValueError(f"state {key!r} of block {shape} has {arr.size} elements, expected {st[key].size}")
-                self.backend.copy_into(st[key], arr.astype(dtype, copy=False))
+                target = getattr(st, key)
+                if arr.size != target.size:
+                    raise ValueError(f"state {key!r} of block {shape} has {arr.size} elements, "
+                                     f"expected {target.size}")
+                self.backend.copy_into(target, arr.astype(dtype, copy=False))
         self.t = t
 
     # --- stepping --------------------------------------------------------------
@@ -178,15 +179,15 @@ class Adafactor:
             raise ValueError(f"expected {len(self.shapes)} parameter and gradient arrays, got "
                              f"{len(ps)} and {len(gs)}")
         be = self.backend
-        arrays = [be.as_param(p, shape) for p, shape in zip(ps, self.shapes)]
+        arrays = [be.as_param(p, shape) for p, shape in zip(ps, self.shapes, strict=True)]
         dtype = arrays[0].dtype
         if any(p.dtype != dtype for p in arrays):
             raise TypeError("all parameters of one optimizer must share one dtype, got "
                             + ", ".join(sorted({str(p.dtype) for p in arrays})))
         if self.dtype is not None and dtype != self.dtype:
             raise TypeError(f"the optimizer state is {self.dtype}, the parameters are {dtype}")
-        gs = [be.as_grad(g, shape, dtype) for g, shape in zip(gs, self.shapes)]
-        bad = self.apply(arrays, arrays, gs)
+        gs = [be.as_grad(g, shape, dtype) for g, shape in zip(gs, self.shapes, strict=True)]
+        bad = self._apply(arrays, arrays, gs)
         if bad is not None:
             raise ValueError(
                 f"the gradient of block {bad} (shape {self.shapes[bad]}) contains NaN or inf "
@@ -194,57 +195,50 @@ class Adafactor:
                 "and the optimizer state are unchanged)")
         return params
 
-    def apply(self, xs, outs, gs):
+    def _apply(self, xs, outs, gs):
         """One step from ``xs`` into ``outs`` (which may be ``xs``) with gradients ``gs``.
 
         The arrays are already checked: block shapes, one float dtype, gradients in it.
         Returns None once applied, or the index of the first block whose gradient is
-        not finite (NaN, inf, or squares that overflow): then nothing has changed.
+        not finite (NaN, inf, or squares that overflow): then nothing has changed (on a
+        backend that refuses non-finite gradients; elsewhere they propagate).
         """
         if self._state is None:
             self._allocate(xs[0].dtype)
         t = self.t + 1
-        h = self.hyper
-        rho, beta2 = h.rho(t), h.beta2(t)
-        beta1 = 0.0 if h.beta1 is None else h.beta1
+        s = self.hyper.scalars(t)
         be = self.backend
-        rest = (rho, h.eps2, h.clip_threshold, beta1, h.weight_decay, h.scale_parameter)
-        views = [self._views(be, *a) for a in zip(self.shapes, self.factored, xs, outs, gs)]
-        if not hasattr(be, "factored_stats"):  # a backend with one-call steps only
+        views = [self._views(be, *a)
+                 for a in zip(self.shapes, self.factored, xs, outs, gs, strict=True)]
+        blocks = [(v, st, f) for v, st, f in zip(views, self._state, self.factored, strict=True)
+                  if v[0] is not None]
+        if not be.refuses_nonfinite:
             self.t = t
-            for (xk, work, gk, _), st, factored in zip(views, self._state, self.factored):
-                if xk is None:
-                    continue
-                if factored:
-                    be.factored_step(xk, work, gk, st["row"], st["col"], st["m"], beta2, rho,
-                                     h.eps1, *rest[1:])
-                else:
-                    be.unfactored_step(xk, work, gk, st["v"], st["m"], beta2, rho, h.eps1, *rest[1:])
+            for (xk, work, gk, _), st, factored in blocks:
+                step = be.factored_step if factored else be.unfactored_step
+                step(xk, work, gk, st, s)
             self._write_back(be, views, outs)
             return None
         # Phase 1 reads every gradient and changes nothing; phase 2 applies.
         pending = []
-        for i, ((xk, work, gk, _), st, factored) in enumerate(zip(views, self._state, self.factored)):
-            if xk is None:
-                pending.append(None)
-                continue
-            if factored:
-                p = be.factored_stats(xk, gk, st["row"], st["col"], beta2, h.eps1, h.scale_parameter)
-            else:
-                p = be.unfactored_stats(xk, gk, st["v"], beta2, h.eps1, h.scale_parameter)
+        for i, ((xk, _, gk, _), st, factored) in enumerate(blocks):
+            stats = be.factored_stats if factored else be.unfactored_stats
+            p = stats(xk, gk, st, s)
             if p is None:
-                return i
+                return self._block_index(views, i)
             pending.append(p)
         self.t = t
-        for (xk, work, gk, _), st, factored, p in zip(views, self._state, self.factored, pending):
-            if p is None:
-                continue
-            if factored:
-                be.factored_apply(xk, work, gk, st["row"], st["col"], st["m"], p, *rest)
-            else:
-                be.unfactored_apply(xk, work, gk, st["v"], st["m"], p, *rest)
+        for ((xk, work, gk, _), st, factored), p in zip(blocks, pending, strict=True):
+            apply = be.factored_apply if factored else be.unfactored_apply
+            apply(xk, work, gk, st, p, s)
         self._write_back(be, views, outs)
         return None
+
+    @staticmethod
+    def _block_index(views, i):
+        """The index among all blocks of the ``i``-th non-empty one."""
+        nonempty = [k for k, v in enumerate(views) if v[0] is not None]
+        return nonempty[i]
 
     @staticmethod
     def _views(be, shape, factored, x, out, g):
@@ -267,6 +261,9 @@ class Adafactor:
 
     @staticmethod
     def _write_back(be, views, outs):
-        for (_, work, _, copied), out in zip(views, outs):
+        for (_, work, _, copied), out in zip(views, outs, strict=True):
             if copied:
                 be.copy_into(out, work)
+
+
+Adafactor.__init__.__signature__ = signature_with_hyper(Adafactor.__init__)

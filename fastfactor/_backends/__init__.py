@@ -1,5 +1,5 @@
 """Backends: where the steps run. ``get_backend(device)`` is the one place a device
-name is tested."""
+name is tested; ``_protocol`` says what a backend provides."""
 
 DEVICES = ("cpu", "cuda")
 
@@ -7,8 +7,8 @@ DEVICES = ("cpu", "cuda")
 def get_backend(device):
     """The backend for ``device``: ``cpu``, or ``cuda`` (imported only when asked for)."""
     if device == "cpu":
-        from . import cpu
-        return cpu
+        from .cpu import BACKEND
+        return BACKEND
     if device == "cuda":
         return _cuda_backend()
     raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
@@ -25,4 +25,4 @@ def _cuda_backend():
             "pip install \"fastfactor[cuda]\" (numba-cuda with the CUDA 12 runtime wheels) "
             "on a machine with an NVIDIA GPU and driver.") from exc
     cuda.require_device()
-    return cuda
+    return cuda.BACKEND

@@ -1,29 +1,29 @@
 """``fastfactor.least_squares``: nonlinear least squares ``min ½‖r(x)‖²`` with Adafactor.
 
-A front end of :func:`fastfactor.minimize`: the objective handed to it is
-``½‖r(x)‖²`` with gradient ``Jᵀr`` (``J`` is only ever applied transposed to a vector,
-so a sparse matrix or a ``LinearOperator`` works and ``JᵀJ`` is never formed). The
-problem is solved in the scaled variables ``x / x_scale``; the convergence tests
-(``gtol``, ``xtol``) run in a callback, and the result carries SciPy's least-squares
-fields. The defaults were measured on linear, exponential, Arrhenius and NIST StRD
-problems: see ``docs/least_squares.rst``.
-The bounds, scales, residuals and Jacobians live in ``_residuals``, the run on
-top of :func:`fastfactor.minimize` in ``_run``.
+A front end of the shared driver (``fastfactor._driver``), beside ``minimize``: the
+objective it drives is ``½‖r(x)‖²`` with gradient ``Jᵀr`` (``J`` is only ever applied
+transposed to a vector, so a sparse matrix or a ``LinearOperator`` works and ``JᵀJ`` is
+never formed). The problem is solved in the scaled variables ``x / x_scale``; the
+convergence tests (``gtol``, ``xtol``) run in the driver's stop hook, and the result
+carries SciPy's least-squares fields. The defaults were measured on linear, exponential,
+Arrhenius and NIST StRD problems: see ``docs/least_squares.rst``. The scales, residuals
+and Jacobians live in ``_residuals``, the evaluation, tests and result in ``_run``.
 """
 
 import math
-import numbers
-import warnings
 
 import numpy as np
-from scipy.optimize import Bounds, OptimizeWarning
 
-from .._hyper import HYPER_NAMES
-from ._residuals import (  # noqa: F401  (re-exported)
-    _column_norms, _parse_bounds, _Residuals, _rmatvec, _x_scale)
-from ._run import MESSAGES, _cost, _Run  # noqa: F401  (re-exported)
-from .._minimize import minimize
-from .._options import as_x0
+from .. import _driver
+from .._blocks import Layout
+from .._callbacks import as_callback
+from .._hyper import make_hyper
+from .._inputs import as_x0, parse_pair_bounds
+from .._options import (cpu_only, flag, nonneg_int, nonneg_real, parse_options,
+                        parse_shapes)
+from .._stepper import Adafactor
+from ._residuals import _Residuals, _x_scale
+from ._run import _Run
 
 __all__ = ["least_squares"]
 
@@ -35,11 +35,16 @@ def relative_step(t):
 
 #: Hyper-parameters that differ from Adafactor's own defaults (see the module docs).
 DEFAULT_HYPER = {"lr": relative_step, "beta1": 0.95, "eps2": 0.1}
-#: Solver options of least_squares and their defaults.
-DEFAULT_SOLVER = {"maxiter": 20000, "gtol": 1e-8, "xtol": 1e-10, "x_scale": None,
-                  "disp": False}
-#: Options of fastfactor.minimize that pass through unchanged.
-PASS_THROUGH = ("shapes",)
+#: Solver options of least_squares: ``(default, validator)``.
+SOLVER_OPTIONS = {
+    "maxiter": (20000, nonneg_int),
+    "gtol": (1e-8, nonneg_real),
+    "xtol": (1e-10, nonneg_real),
+    "x_scale": (None, None),
+    "disp": (False, flag),
+    "shapes": (None, None),
+    "device": ("cpu", cpu_only("least_squares")),
+}
 
 
 def least_squares(fun, x0, jac=None, args=(), bounds=None, options=None, callback=None):
@@ -156,55 +161,30 @@ def least_squares(fun, x0, jac=None, args=(), bounds=None, options=None, callbac
     >>> bool(np.isclose(res.cost, 0.5 * np.sum(res.fun ** 2)))
     True
     """
+    solver, hyper = parse_options(options, SOLVER_OPTIONS)
+    hyper = dict(DEFAULT_HYPER, **hyper)
+    make_hyper(hyper, "options")
     x = as_x0(x0)
     if not callable(fun):
         raise TypeError(f"fun must be callable (x, *args) -> residuals, got {fun!r}")
     if not isinstance(args, tuple):
         args = (args,)
-    solver, hyper, passed = _split_options(options)
-    lb, ub = _parse_bounds(bounds, x)
+    box = parse_pair_bounds(bounds, x)
+    lb, ub = (None, None) if box is None else (b.reshape(x.shape) for b in box)
     if lb is not None:
         np.clip(x, lb, ub, out=x)
+    layout = Layout(parse_shapes(solver["shapes"], x.shape))
+    cb = as_callback(callback)
     problem = _Residuals(fun, jac, args, x.shape, lb, ub)
-    r0, J0 = problem.evaluate(x)
+    r0, J0, cost0 = problem.evaluate(x)
     scale = _x_scale(solver["x_scale"], x, J0)
-    run = _Run(problem, scale, lb, ub, solver, callback)
-    z0 = (x / scale).astype(x.dtype)
-    if run.start(z0, x, r0, J0):
-        zbounds = None if lb is None else Bounds(lb / scale, ub / scale)
-        opts = dict(passed, **hyper, maxiter=solver["maxiter"], gtol=0.0)
-        res = minimize(run.objective, z0, jac=True, bounds=zbounds, callback=run.monitor,
-                       options=opts)
-        run.finish(res)
-    return run.result()
-
-
-# --- options ------------------------------------------------------------------------
-
-def _split_options(options):
-    if options is None:
-        options = {}
-    if not isinstance(options, dict):
-        raise TypeError(f"options must be a dict, got {type(options).__name__}")
-    if options.get("device", "cpu") != "cpu":
-        raise ValueError(f"least_squares runs on the CPU (device='cpu'), got device="
-                         f"{options['device']!r}; the residuals and Jacobian are host arrays")
-    known = set(DEFAULT_SOLVER) | set(HYPER_NAMES) | set(PASS_THROUGH) | {"device"}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        warnings.warn(f"Unknown solver options: {', '.join(unknown)}", OptimizeWarning,
-                      stacklevel=3)
-    solver = {k: options.get(k, v) for k, v in DEFAULT_SOLVER.items()}
-    hyper = dict(DEFAULT_HYPER)
-    hyper.update({k: options[k] for k in HYPER_NAMES if k in options})
-    passed = {k: options[k] for k in PASS_THROUGH if k in options}
-    maxiter = solver["maxiter"]
-    if isinstance(maxiter, bool) or not isinstance(maxiter, numbers.Integral) or maxiter < 0:
-        raise ValueError(f"maxiter must be a non-negative integer, got {maxiter!r}")
-    for name in ("gtol", "xtol"):
-        v = solver[name]
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not v >= 0:
-            raise ValueError(f"{name} must be a non-negative number, got {v!r}; "
-                             f"the default is {DEFAULT_SOLVER[name]}")
-    solver["disp"] = bool(solver["disp"])
-    return solver, hyper, passed
+    run = _Run(problem, scale, lb, ub, solver, cb)
+    z0 = (x / scale).astype(x.dtype).reshape(-1)
+    status = run.start(z0, x, r0, J0, cost0)
+    if status is not None:
+        return run.result(status, 0)
+    zbox = None if box is None else (box[0] / run.scale, box[1] / run.scale)
+    opt = Adafactor(layout.shapes, **hyper)
+    out = _driver.drive(opt, layout.views, z0, run.evaluate, zbox, None, solver["maxiter"],
+                        stop=run.stop)
+    return run.result(out.status, out.nit, out)

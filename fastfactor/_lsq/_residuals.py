@@ -1,7 +1,6 @@
-"""The problem side of :func:`fastfactor.least_squares`: bounds, scales, residuals, Jacobians.
+"""The problem side of :func:`fastfactor.least_squares`: scales, residuals, Jacobians.
 
-``_parse_bounds`` turns SciPy's least-squares ``(lb, ub)`` (or a ``Bounds``) into
-arrays of x0's shape; ``_x_scale`` and ``_column_norms`` give the ``x_scale`` of each
+``_x_scale`` and ``_column_norms`` give the ``x_scale`` of each
 variable; ``_Residuals`` evaluates ``r(x)`` and ``J(x)`` for every ``jac`` form
 (callable returning a dense, sparse or ``LinearOperator`` Jacobian, or finite
 differences inside the bounds) with true evaluation counts; ``_rmatvec`` applies
@@ -12,42 +11,9 @@ import math
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import Bounds
 from scipy.sparse.linalg import LinearOperator
 
-from .._objective import FD_METHODS
-from .._options import parse_bounds
-
-
-def _parse_bounds(bounds, x):
-    """``(lb, ub)`` as float arrays of x's shape, or ``(None, None)`` for no bounds.
-
-    SciPy's least-squares form (a pair of scalars or arrays) becomes a ``Bounds``; the
-    checks (broadcasting, NaN, ``lb <= ub``) are those of :func:`fastfactor.minimize`.
-    """
-    if bounds is None:
-        return None, None
-    if not isinstance(bounds, Bounds):
-        try:
-            n_items = len(bounds)
-        except TypeError:
-            n_items = -1
-        if n_items != 2:
-            raise ValueError(
-                "bounds must be a pair (lb, ub) of scalars or arrays, as in "
-                "scipy.optimize.least_squares, or a scipy.optimize.Bounds; got "
-                f"{bounds!r}")
-        bounds = Bounds(*bounds)
-    try:
-        box = parse_bounds(bounds, x)
-    except ValueError as exc:
-        if "broadcast" not in str(exc):
-            raise
-        raise ValueError(f"bounds must broadcast to x0's shape {x.shape}: got lb of shape "
-                         f"{np.shape(bounds.lb)} and ub of shape {np.shape(bounds.ub)}") from None
-    if box is None:
-        return None, None
-    return box[0].reshape(x.shape), box[1].reshape(x.shape)
+from .. import _finite_diff
 
 
 def _x_scale(spec, x, J):
@@ -94,13 +60,14 @@ class _Residuals:
         self.m = None
         self.lb, self.ub = lb, ub
         self.nfev = self.njev = 0
+        fd = None if callable(jac) or jac is False else _finite_diff.check_method(jac)
         if callable(jac):
             self.jac, self.fd = jac, None
-        elif jac is None or (isinstance(jac, str) and jac in FD_METHODS):
-            self.jac, self.fd = None, "2-point" if jac is None else jac
+        elif fd is not None:
+            self.jac, self.fd = None, fd
         else:
             raise ValueError(f"jac must be a callable returning the Jacobian, None or one of "
-                             f"{FD_METHODS} (finite differences), got {jac!r}")
+                             f"{_finite_diff.FD_METHODS} (finite differences), got {jac!r}")
 
     def residuals(self, x):
         self.nfev += 1
@@ -119,14 +86,15 @@ class _Residuals:
         return r
 
     def evaluate(self, x):
-        """``(r, J)`` at x (J is None when r is not finite)."""
+        """``(r, J, ½‖r‖²)`` at x (J is None when the cost is not finite)."""
         r = np.real(self.residuals(x)).astype(np.float64, copy=False)
-        if not np.all(np.isfinite(r)):
-            return r, None
+        cost = 0.5 * float(np.dot(r, r))
+        if not math.isfinite(cost):
+            return r, None, cost
         self.njev += 1
         if self.jac is None:
-            return r, self._finite_difference(x, r)
-        return r, self._check_jac(self.jac(x.reshape(self.shape).copy(), *self.args))
+            return r, self._finite_difference(x, r), cost
+        return r, self._check_jac(self.jac(x.reshape(self.shape).copy(), *self.args)), cost
 
     def _check_jac(self, J):
         m, n = self.m, self.n
@@ -145,37 +113,10 @@ class _Residuals:
         return J.reshape(m, n)
 
     def _finite_difference(self, x, r0):
-        """Columns ``(r(x + h e_i) - r(x)) / h`` (or central, or complex-step)."""
-        xf = x.reshape(-1)
-        eps = np.finfo(x.dtype).eps
-        h0 = eps ** (1 / 3 if self.fd == "3-point" else 1 / 2) * np.maximum(1.0, np.abs(xf))
+        """The Jacobian by ``_finite_diff.jacobian``, inside the bounds."""
         lb = None if self.lb is None else self.lb.reshape(-1)
         ub = None if self.ub is None else self.ub.reshape(-1)
-        J = np.empty((self.m, self.n))
-        if self.fd == "cs":
-            xc = xf.astype(np.complex128)
-            for i in range(self.n):
-                xc[i] += 1j * h0[i]
-                J[:, i] = np.imag(self.residuals(xc)) / h0[i]
-                xc[i] = xf[i]
-            return J
-        xw = xf.copy()
-        for i in range(self.n):
-            fwd_ok = ub is None or xf[i] + h0[i] <= ub[i]
-            bwd_ok = lb is None or xf[i] - h0[i] >= lb[i]
-            if self.fd == "3-point" and fwd_ok and bwd_ok:
-                xw[i] = xf[i] + h0[i]
-                hp = float(xw[i]) - float(xf[i])
-                rp = self.residuals(xw)
-                xw[i] = xf[i] - h0[i]
-                hm = float(xf[i]) - float(xw[i])
-                J[:, i] = (rp - self.residuals(xw)) / (hp + hm)
-            else:
-                xw[i] = xf[i] + h0[i] if fwd_ok or not bwd_ok else xf[i] - h0[i]
-                h = float(xw[i]) - float(xf[i])
-                J[:, i] = (self.residuals(xw) - r0) / h
-            xw[i] = xf[i]
-        return J
+        return _finite_diff.jacobian(self.residuals, x.reshape(-1), r0, self.fd, lb, ub)
 
 
 def _rmatvec(J, r):

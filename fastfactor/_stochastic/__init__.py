@@ -11,11 +11,10 @@ The options and the loop live in ``_loop``, the batch stream and the
 minibatches object in ``_data``.
 """
 
+from .._inputs import as_x0
 from .._objective import Objective
-from .._options import as_x0
 from ._data import _Minibatches
-from ._loop import (  # noqa: F401  (re-exported)
-    DEFAULT_EVAL_EVERY, DEFAULT_MAXITER, MESSAGES, SOLVER_DEFAULTS, _Config, _Loop)
+from ._loop import _Config, _Loop
 
 __all__ = ["minibatches", "minimize_stochastic"]
 

@@ -3,13 +3,12 @@
 ``_Minibatches`` is the object :func:`fastfactor.minibatches` returns (shuffled row
 batches of arrays, re-iterable once per epoch); ``_Stream`` draws batches for the loop
 from an iterable (one pass per epoch) or a sampler ``rng -> batch`` and counts epochs,
-raising ``_DataEnd`` when the data is used up; ``_check_int`` validates the integer
-arguments and options of both.
+raising ``_DataEnd`` when the data is used up.
 """
 
-import numbers
-
 import numpy as np
+
+from .._options import positive_int
 
 
 class _Minibatches:
@@ -27,7 +26,7 @@ class _Minibatches:
         self.rows = rows.pop()
         if self.rows == 0:
             raise ValueError("the arrays have no rows")
-        _check_int("batch_size", batch_size, 1)
+        positive_int("batch_size", batch_size)
         self.batch_size = int(batch_size)
         self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
         self.rng = np.random.default_rng(seed)
@@ -54,14 +53,6 @@ class _Minibatches:
                 idx = np.sort(order[lo:hi])  # sorted: the same rows, gathered in memory order
                 parts = [a[idx] for a in self.arrays]
             yield parts[0] if len(parts) == 1 else tuple(parts)
-
-
-def _check_int(name, value, lo, allow_none=False):
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}"
-                         f"{' or None' if allow_none else ''}, got {value!r}")
 
 
 class _DataEnd(Exception):

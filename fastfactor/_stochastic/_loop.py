@@ -1,6 +1,6 @@
 """The options and the loop of :func:`fastfactor.minimize_stochastic`.
 
-``MESSAGES`` (the status messages), ``SOLVER_DEFAULTS`` and the default ``maxiter`` and
+``STOCHASTIC_MESSAGES`` (the status messages), ``SOLVER_OPTIONS`` and the default ``maxiter`` and
 ``eval_every``; ``_Config``, the validated options (solver settings, Adafactor's
 hyper-parameters and ``shapes``, the batch stream); and ``_Loop``, which draws a batch,
 evaluates the objective on it, applies one :class:`fastfactor.Adafactor` update into a
@@ -10,36 +10,61 @@ spare buffer, keeps the history, the running average and the best iterate, evalu
 
 import math
 import numbers
-import warnings
 
 import numpy as np
-from scipy.optimize import OptimizeResult, OptimizeWarning
+from scipy.optimize import OptimizeResult
 
-from .._blocks import block_size
-from .._hyper import HYPER_NAMES
-from .._minimize import _print_summary
-from .._options import as_scalar, split_options, wants_intermediate_result
+from .. import _driver
+from .._blocks import Layout
+from .._callbacks import as_callback
+from .._hyper import make_hyper
+from .._inputs import as_scalar
+from .._options import (cpu_only, flag, nonneg_int, optional, parse_options, parse_shapes,
+                        positive_int, real, warn_at_caller)
 from .._stepper import Adafactor
-from ._data import _check_int, _DataEnd, _Stream
+from ._data import _DataEnd, _Stream
 
-MESSAGES = {
+STOCHASTIC_MESSAGES = {
+    **_driver.BASE_MESSAGES,
     0: "Optimization terminated successfully: eval_fun(x) reached the target.",
-    1: "Maximum number of iterations has been exceeded.",
     2: "Stopped: the batch objective, its gradient or eval_fun became NaN or inf; x is "
        "the last iterate where all were finite.",
     3: "The data is used up: the requested epochs are complete or the batch iterator "
        "is exhausted.",
     4: "Optimization terminated successfully: eval_fun has not improved by min_delta "
        "in `patience` evaluations.",
-    99: "`callback` raised `StopIteration`.",
 }
 
-#: Options of minimize_stochastic besides the hyper-parameters, with their defaults.
-SOLVER_DEFAULTS = {
-    "maxiter": None, "epochs": None, "batches_per_epoch": None, "seed": None,
-    "eval_fun": None, "eval_every": None, "target": None, "patience": None,
-    "min_delta": 0.0, "restore_best": False, "average": None, "disp": False,
-    "progress": False, "shapes": None, "device": "cpu",
+
+def _eval_fun(name, value):
+    if not callable(value):
+        raise TypeError(f"eval_fun must be a callable x -> float, got {value!r}")
+    return value
+
+
+def _min_delta(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+        raise ValueError(f"min_delta must be a non-negative number, got {value!r}")
+    return float(value)
+
+
+#: Options of minimize_stochastic besides the hyper-parameters: ``(default, validator)``.
+SOLVER_OPTIONS = {
+    "maxiter": (None, optional(nonneg_int)),
+    "epochs": (None, optional(positive_int)),
+    "batches_per_epoch": (None, optional(positive_int)),
+    "seed": (None, None),
+    "eval_fun": (None, optional(_eval_fun)),
+    "eval_every": (None, optional(positive_int)),
+    "target": (None, optional(real)),
+    "patience": (None, optional(positive_int)),
+    "min_delta": (0.0, _min_delta),
+    "restore_best": (False, flag),
+    "average": (None, optional(nonneg_int)),
+    "disp": (False, flag),
+    "progress": (False, flag),
+    "shapes": (None, None),
+    "device": ("cpu", cpu_only("minimize_stochastic")),
 }
 #: maxiter when neither maxiter nor epochs is given.
 DEFAULT_MAXITER = 1000
@@ -53,41 +78,16 @@ class _Config:
     """Validated options: solver settings as attributes, ``hyper`` and ``shapes``."""
 
     def __init__(self, options, x, batches):
-        if options is None:
-            options = {}
-        if not isinstance(options, dict):
-            raise TypeError(f"options must be a dict, got {type(options).__name__}")
-        unknown = sorted(set(options) - set(SOLVER_DEFAULTS) - set(HYPER_NAMES))
-        if unknown:
-            warnings.warn(f"Unknown solver options: {', '.join(unknown)}", OptimizeWarning,
-                          stacklevel=4)
-        o = {k: options.get(k, v) for k, v in SOLVER_DEFAULTS.items()}
-        if o["device"] != "cpu":
-            raise ValueError(f"minimize_stochastic runs on the CPU (device='cpu'), got "
-                             f"device={o['device']!r}")
-        sub = {k: options[k] for k in ("shapes",) + HYPER_NAMES if k in options}
-        settings, self.hyper = split_options(sub, x.shape)
-        self.shapes = settings["shapes"]
-        for name in ("maxiter", "average"):
-            _check_int(name, o[name], 0, allow_none=True)
-        for name in ("epochs", "batches_per_epoch", "eval_every", "patience"):
-            _check_int(name, o[name], 1, allow_none=True)
+        o, hyper = parse_options(options, SOLVER_OPTIONS)
+        self.hyper = make_hyper(hyper, "options")
+        self.shapes = parse_shapes(o["shapes"], x.shape)
         self.eval_fun = o["eval_fun"]
-        if self.eval_fun is not None and not callable(self.eval_fun):
-            raise TypeError(f"eval_fun must be a callable x -> float, got {self.eval_fun!r}")
         given = {"target": o["target"] is not None, "patience": o["patience"] is not None,
-                 "restore_best": bool(o["restore_best"])}
+                 "restore_best": o["restore_best"]}
         for name, is_given in given.items():
             if is_given and self.eval_fun is None:
                 raise ValueError(f"{name} needs eval_fun, the objective it watches: pass "
                                  "options={'eval_fun': lambda x: ...}")
-        target = o["target"]
-        if target is not None and (isinstance(target, bool)
-                                   or not isinstance(target, numbers.Real)):
-            raise TypeError(f"target must be a real number, got {target!r}")
-        md = o["min_delta"]
-        if isinstance(md, bool) or not isinstance(md, numbers.Real) or not md >= 0:
-            raise ValueError(f"min_delta must be a non-negative number, got {md!r}")
         self.stream = _Stream(batches, o["seed"], o["batches_per_epoch"])
         if o["epochs"] is not None and self.stream.sampler and o["batches_per_epoch"] is None:
             raise ValueError("epochs needs batches_per_epoch when batches is a sampler: "
@@ -97,9 +97,9 @@ class _Config:
         if self.maxiter is None and self.epochs is None:
             self.maxiter = DEFAULT_MAXITER
         self.eval_every = o["eval_every"] or self.stream.length or DEFAULT_EVAL_EVERY
-        self.target, self.patience, self.min_delta = target, o["patience"], float(md)
-        self.restore_best, self.average = bool(o["restore_best"]), o["average"]
-        self.disp, self.progress = bool(o["disp"]), bool(o["progress"])
+        self.target, self.patience, self.min_delta = o["target"], o["patience"], o["min_delta"]
+        self.restore_best, self.average = o["restore_best"], o["average"]
+        self.disp, self.progress = o["disp"], o["progress"]
 
 
 # --- the loop -----------------------------------------------------------------------------
@@ -109,11 +109,9 @@ class _Loop:
 
     def __init__(self, cfg, obj, args, callback):
         self.cfg, self.obj, self.args = cfg, obj, args
-        self.callback = callback
-        self.new_callback = callback is not None and wants_intermediate_result(callback)
-        self.opt = Adafactor(cfg.shapes, **cfg.hyper)
-        sizes = [block_size(s) for s in self.opt.shapes]
-        self.offsets = np.cumsum([0] + sizes)
+        self.callback = as_callback(callback)
+        self.opt = Adafactor(cfg.shapes, **cfg.hyper.as_dict())
+        self.layout = Layout(cfg.shapes)
         self.hist = {"nit": [], "epoch": [], "fun": [], "batch_fun": []}
         self.neval = 0
         self.best_value, self.best_x = math.inf, None  # the lowest eval_fun, for restore_best
@@ -124,10 +122,6 @@ class _Loop:
         self.batch_fun = math.nan
         self.avg, self.n_avg = None, 0
         self.bar = None
-
-    def _blocks(self, flat):
-        bounds = zip(self.offsets[:-1], self.offsets[1:], self.opt.shapes)
-        return [flat[a:b].reshape(s) for a, b, s in bounds]
 
     def _estimate(self, x):
         """The current estimate: the running average once it has started, else x."""
@@ -183,8 +177,8 @@ class _Loop:
         try:
             from tqdm.auto import tqdm
         except ImportError:
-            warnings.warn("progress=True needs the optional package tqdm (pip install tqdm); "
-                          "running without a progress bar", RuntimeWarning, stacklevel=4)
+            warn_at_caller("progress=True needs the optional package tqdm (pip install tqdm); "
+                           "running without a progress bar", RuntimeWarning)
             return
         cfg = self.cfg
         total = cfg.maxiter
@@ -197,7 +191,7 @@ class _Loop:
         cfg, obj, opt = self.cfg, self.obj, self.opt
         xa = x.reshape(-1)
         spare = np.empty_like(xa)
-        xb, sb = self._blocks(xa), self._blocks(spare)
+        xb, sb = self.layout.views(xa), self.layout.views(spare)
         if cfg.disp:
             print(f"{'iter':>9} {'epoch':>7} {'batch fun':>14} {'eval fun':>14}")
         self._open_bar()
@@ -215,11 +209,11 @@ class _Loop:
                     status = 3
                     break
                 obj.args = (batch,) + self.args
-                f, g = obj(xa)
-                if not (math.isfinite(f) and np.all(np.isfinite(g))):
+                f, g, _ = obj(xa)
+                if not (math.isfinite(f) and math.isfinite(opt.backend.max_abs(g))):
                     status = 2
                     break
-                if opt.apply(xb, sb, self._blocks(g)) is not None:
+                if opt._apply(xb, sb, self.layout.views(g)) is not None:
                     status = 2  # g**2 overflows: the step was refused, xa is unchanged
                     break
                 nit += 1
@@ -234,7 +228,9 @@ class _Loop:
                     self.avg += (xa - self.avg) / self.n_avg
                 if self.bar is not None:
                     self.bar.update(1)
-                if self.callback is not None and self._call_back(xa, f, nit):
+                if self.callback is not None and self.callback(
+                        xa.reshape(obj.shape).copy(),
+                        lambda: dict(fun=f, nit=nit, epoch=cfg.stream.completed_epochs())):
                     status = 99
                     break
                 if nit % cfg.eval_every == 0:
@@ -246,18 +242,6 @@ class _Loop:
         finally:
             if self.bar is not None:
                 self.bar.close()
-
-    def _call_back(self, x, f, nit):
-        xk = x.reshape(self.obj.shape).copy()
-        try:
-            if self.new_callback:
-                self.callback(intermediate_result=OptimizeResult(
-                    x=xk, fun=f, nit=nit, epoch=self.cfg.stream.completed_epochs()))
-            else:
-                self.callback(xk)
-        except StopIteration:
-            return True
-        return False
 
     def _result(self, x, nit, status):
         """The result at the flat x (the estimate at the end, or the last good iterate)."""
@@ -278,8 +262,7 @@ class _Loop:
             x=x.reshape(self.obj.shape).copy(), fun=fun, batch_fun=self.batch_fun, nit=nit,
             nfev=self.obj.nfev, njev=self.obj.njev, neval=self.neval,
             epochs=cfg.stream.completed_epochs(), status=status,
-            success=status in (0, 4), message=MESSAGES[status], history=history)
+            success=status in (0, 4), message=STOCHASTIC_MESSAGES[status], history=history)
         if cfg.disp:
-            _print_summary(res)
-            print(f"         Epochs: {res.epochs}")
+            _driver.print_summary(res, [f"Epochs: {res.epochs}"])
         return res

@@ -339,18 +339,3 @@ def test_a_step_stays_on_the_device(monkeypatch, rng):
     other.step(to_dev(np.ones((9, 13))), to_dev(np.ones((9, 13))))
     sizes = [int(np.prod(s)) for s in allocated]
     assert sizes and max(sizes) < 9 * 13
-
-
-def test_cuda_module_has_the_names_of_cpu_module():
-    """The CUDA module has the functions of cpu.py, except the two-phase step
-    (``*_stats`` / ``*_apply``, which refuses a non-finite gradient before changing
-    anything): deciding that on the host would synchronise every step, so the CUDA
-    backend offers the one-call steps, which the stepper uses when the two-phase
-    functions are absent."""
-    from fastfactor._backends import cpu
-    public = {n for n in dir(cpu) if not n.startswith("_") and callable(getattr(cpu, n))}
-    public -= {"jit", "jit_parallel", "n_chunks", "prange"}
-    public -= {"factored_stats", "factored_apply", "unfactored_stats", "unfactored_apply"}
-    assert not hasattr(fc, "factored_stats")
-    missing = {n for n in public if not hasattr(fc, n)}
-    assert not missing, missing

@@ -1,15 +1,21 @@
 """Numba decorator defaults, in one place.
 
 Every kernel is compiled lazily (nothing compiles at import), cached on disk so a
-second process does not pay the compile cost again, with ``fastmath`` off so that
-results follow IEEE rules, and ``nogil`` so that threads can step blocks side by side.
+second process does not pay the compile cost again (``FASTFACTOR_NUMBA_CACHE=0`` turns
+the disk cache off, e.g. on a read-only install or to time compilation), with
+``fastmath`` off so that results follow IEEE rules, and ``nogil`` so that threads can
+step blocks side by side.
 """
 
+import os
 import types
 
 import numba
 
-_DEFAULTS = dict(cache=True, fastmath=False, nogil=True, error_model="numpy")
+#: Whether kernels are cached on disk (read once, at import).
+CACHE = os.environ.get("FASTFACTOR_NUMBA_CACHE", "1").strip().lower() not in ("0", "false", "no")
+
+_DEFAULTS = dict(cache=CACHE, fastmath=False, nogil=True, error_model="numpy")
 
 #: Blocks with at least this many elements use the ``prange`` (parallel) kernels;
 #: smaller ones stay serial, where thread start-up would cost more than it saves.

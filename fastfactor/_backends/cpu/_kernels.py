@@ -6,9 +6,16 @@ A step is split in two so that it can be refused before anything changes:
   statistics and the sums the step needs, mutating nothing; a non-finite sum means the
   gradient held a NaN or inf, or its squares overflow the statistics' dtype. For a
   matrix this includes sum U**2, from column sums of g**2 / R_i: one pass over g.
-- ``*_apply`` stores the statistics and updates x (and the first moment) in place.
-  In place only: with a separate output array, LLVM's run-time overlap check fails
-  whenever the two are the same memory and it falls back to scalar code.
+- ``*_apply`` stores the statistics and writes the new x (and first moment). With
+  ``inplace`` it updates ``x`` itself (``out`` is not touched); otherwise it writes
+  ``out`` from ``x``, which it leaves unchanged: the same traffic either way. The two
+  are separate loops because a loop writing a separate output vectorizes only behind
+  LLVM's run-time overlap check, which fails (falling back to scalar code, ~12x
+  slower) when the output is the input; the host says which case it is.
+
+The scalars of the step arrive as one ``fastfactor._hyper.StepScalars`` named tuple
+``s`` and are read by name (``s.beta2``, ``s.eps1``, ...): a new scalar is a new field
+there, read here, with nothing in between.
 
 Neither builds an ``n x m`` temporary: ``V_ij = R_i C_j / mean(R)`` enters only through
 ``U_ij = g_ij * a_i * b_j`` with ``a_i = sqrt(mean(R) / R_i)``, ``b_j = 1 / sqrt(C_j)``.
@@ -26,7 +33,7 @@ from ._jit import jit, jit_parallel
 
 #: Sums are accumulated in this many float64 lanes: a fixed-length inner loop over
 #: independent lanes is what LLVM vectorizes without reassociating (fastmath stays off).
-LANES = 64
+SUM_LANES = 64
 
 
 @jit
@@ -40,11 +47,11 @@ def _add_rows(g4, r4, rn4, colsq, colw, lanes, beta2, keep, eps1):
     quarter the traffic on the column accumulators.
     """
     m = g4.shape[1]
-    mm = m - m % LANES
+    mm = m - m % SUM_LANES
     g0, g1, g2, g3 = g4[0], g4[1], g4[2], g4[3]
     lanes[:] = 0.0
-    for base in range(0, mm, LANES):
-        for k in range(LANES):
+    for base in range(0, mm, SUM_LANES):
+        for k in range(SUM_LANES):
             j = base + k
             v0 = np.float64(g0[j])
             v1 = np.float64(g1[j])
@@ -62,7 +69,7 @@ def _add_rows(g4, r4, rn4, colsq, colw, lanes, beta2, keep, eps1):
         for j in range(mm, m):
             v = np.float64(g4[q, j])
             s += v * v
-        for k in range(LANES):
+        for k in range(SUM_LANES):
             s += lanes[q, k]
         rn4[q] = beta2 * r4[q] + keep * (s / m + eps1)
         total += s
@@ -89,10 +96,10 @@ def _add_rows(g4, r4, rn4, colsq, colw, lanes, beta2, keep, eps1):
 def _add_row(grow, r1, rn1, colsq, colw, lane, beta2, keep, eps1):
     """As ``_add_rows`` for one row (``r1``, ``rn1``: its 1-element slices of r and rn)."""
     m = grow.shape[0]
-    mm = m - m % LANES
+    mm = m - m % SUM_LANES
     lane[:] = 0.0
-    for base in range(0, mm, LANES):
-        for k in range(LANES):
+    for base in range(0, mm, SUM_LANES):
+        for k in range(SUM_LANES):
             v = np.float64(grow[base + k])
             v2 = v * v
             lane[k] += v2
@@ -102,7 +109,7 @@ def _add_row(grow, r1, rn1, colsq, colw, lane, beta2, keep, eps1):
         v = np.float64(grow[j])
         s += v * v
         colsq[j] += v * v
-    for k in range(LANES):
+    for k in range(SUM_LANES):
         s += lane[k]
     rn1[0] = beta2 * r1[0] + keep * (s / m + eps1)
     w = 1.0 / np.float64(rn1[0])
@@ -116,9 +123,9 @@ def _add_row(grow, r1, rn1, colsq, colw, lane, beta2, keep, eps1):
 def _add_sumsq(a, lane):
     """Add a_j**2 into the lanes; return the sum for the tail that does not fill a lane row."""
     m = a.shape[0]
-    mm = m - m % LANES
-    for base in range(0, mm, LANES):
-        for k in range(LANES):
+    mm = m - m % SUM_LANES
+    for base in range(0, mm, SUM_LANES):
+        for k in range(SUM_LANES):
             v = np.float64(a[base + k])
             lane[k] += v * v
     s = 0.0
@@ -134,7 +141,7 @@ def _chunk(k, nchunks, rows):
     return k * rows // nchunks, (k + 1) * rows // nchunks
 
 
-def _factored_stats(x, g, r, c, rn, cn, beta2, eps1, scale_parameter, nchunks):
+def _factored_stats(x, g, r, c, rn, cn, s, nchunks):
     """New row/column statistics into ``rn``, ``cn``; returns sums of g**2, x**2, U**2.
 
     One pass over g (and x, for its RMS). The ``B * n`` rows are split into ``nchunks``
@@ -146,13 +153,16 @@ def _factored_stats(x, g, r, c, rn, cn, beta2, eps1, scale_parameter, nchunks):
     """
     nb, n, m = g.shape
     rows = nb * n
+    beta2 = s.beta2
+    eps1 = s.eps1
+    scale_parameter = s.scale_parameter
     colpart = np.zeros((nchunks, 1 if nb == 1 else 2, 2, m))  # sums of g**2, g**2 / R_i
     sums = np.zeros((nchunks, 3))  # chunk, sum of g**2 / x**2 / U**2
     keep = 1.0 - beta2
     for k in prange(nchunks):
         lo, hi = _chunk(k, nchunks, rows)
-        lanes = np.empty((4, LANES))
-        xlane = np.zeros(LANES)
+        lanes = np.empty((4, SUM_LANES))
+        xlane = np.zeros(SUM_LANES)
         gs = 0.0
         xs = 0.0
         us = 0.0
@@ -239,9 +249,12 @@ def _mean(a):
     return s / a.shape[0]
 
 
-def _factored_apply(x, g, r, c, rn, cn, mom, usum, xsum, rho, eps2, clip, beta1, wd,
-                    scale_parameter, nchunks):
-    """Store the statistics, then update x (and the first moment) in place: one pass."""
+def _factored_apply(x, out, g, r, c, rn, cn, mom, usum, xsum, s, inplace, nchunks):
+    """Store the statistics, then write the new x (and first moment): one pass.
+
+    ``inplace``: update ``x`` itself (``out`` is ignored); otherwise write ``out`` from
+    ``x``, leaving ``x`` unchanged.
+    """
     nb, n, m = g.shape
     rows = nb * n
     dt = r.dtype
@@ -250,8 +263,7 @@ def _factored_apply(x, g, r, c, rn, cn, mom, usum, xsum, rho, eps2, clip, beta1,
     rmean = np.empty(nb)
     for b in range(nb):
         rmean[b] = _mean(r[b])
-    xkeep, scale, b1, b1c = _coefficients(dt, usum, xsum, rows * m, rho, eps2, clip, beta1,
-                                          wd, scale_parameter)
+    xkeep, scale, b1, b1c = _coefficients(dt, usum, xsum, rows * m, s)
     use_mom = mom.size > 0
     for k in prange(nchunks):
         lo, hi = _chunk(k, nchunks, rows)
@@ -265,11 +277,18 @@ def _factored_apply(x, g, r, c, rn, cn, mom, usum, xsum, rho, eps2, clip, beta1,
                 current = b
             i = q - b * n
             a = _row_factor(rmean[b], r[b, i], scratch)
-            if use_mom:
-                _update_row_momentum(x[b, i], g[b, i], mom[b, i], a, colf,
-                                     xkeep, scale, b1, b1c)
+            if inplace:
+                if use_mom:
+                    _update_row_momentum(x[b, i], g[b, i], mom[b, i], a, colf,
+                                         xkeep, scale, b1, b1c)
+                else:
+                    _update_row(x[b, i], g[b, i], a, colf, xkeep, scale)
             else:
-                _update_row(x[b, i], g[b, i], a, colf, xkeep, scale)
+                if use_mom:
+                    _update_row_momentum_to(out[b, i], x[b, i], g[b, i], mom[b, i], a, colf,
+                                            xkeep, scale, b1, b1c)
+                else:
+                    _update_row_to(out[b, i], x[b, i], g[b, i], a, colf, xkeep, scale)
 
 
 @jit
@@ -301,38 +320,67 @@ def _update_row_momentum(xrow, grow, mrow, a, cf, xkeep, scale, b1, b1c):
         xrow[j] = xrow[j] * xkeep - mv
 
 
-def _unfactored_stats(x, g, v, beta2, eps1, scale_parameter, nchunks):
+@jit
+def _update_row_to(orow, xrow, grow, a, cf, xkeep, scale):
+    """As ``_update_row``, into ``orow`` (another array than ``xrow``: vectorized behind
+    LLVM's overlap check)."""
+    for j in range(grow.shape[0]):
+        orow[j] = xrow[j] * xkeep - scale * (grow[j] * a * cf[j])
+
+
+@jit
+def _update_row_momentum_to(orow, xrow, grow, mrow, a, cf, xkeep, scale, b1, b1c):
+    """As ``_update_row_momentum``, into ``orow``."""
+    for j in range(grow.shape[0]):
+        mv = b1 * mrow[j] + b1c * (scale * (grow[j] * a * cf[j]))
+        mrow[j] = mv
+        orow[j] = xrow[j] * xkeep - mv
+
+
+def _unfactored_stats(x, g, v, s, nchunks):
     """Returns (sum U**2, sum x**2) with the new second moment, leaving ``v`` unchanged."""
     size = g.shape[0]
-    bet2, keep, e1 = _scalars(v.dtype, beta2, 1.0 - beta2, eps1)
+    bet2, keep, e1 = _scalars(v.dtype, s.beta2, 1.0 - s.beta2, s.eps1)
     upart = np.zeros(nchunks)
     xpart = np.zeros(nchunks)
     for k in prange(nchunks):
         lo, hi = _chunk(k, nchunks, size)
-        lane = np.zeros(LANES)
+        lane = np.zeros(SUM_LANES)
         upart[k] = _add_sumsq_normalized(g[lo:hi], v[lo:hi], bet2, keep, e1, lane) + lane.sum()
-        if scale_parameter:
-            xlane = np.zeros(LANES)
+        if s.scale_parameter:
+            xlane = np.zeros(SUM_LANES)
             xpart[k] = _add_sumsq(x[lo:hi], xlane) + xlane.sum()
     return upart.sum(), xpart.sum()
 
 
-def _unfactored_apply(x, g, v, mom, beta2, eps1, usum, xsum, rho, eps2, clip, beta1,
-                      wd, scale_parameter, nchunks):
-    """Store the new second moment and update x (and the first moment) in one pass."""
+def _unfactored_apply(x, out, g, v, mom, usum, xsum, s, inplace, nchunks):
+    """Store the new second moment and write the new x (and first moment) in one pass.
+
+    ``inplace``: update ``x`` itself (``out`` is ignored); otherwise write ``out`` from
+    ``x``, leaving ``x`` unchanged.
+    """
     size = g.shape[0]
     dt = v.dtype
-    bet2, keep, e1 = _scalars(dt, beta2, 1.0 - beta2, eps1)
-    xkeep, scale, b1, b1c = _coefficients(dt, usum, xsum, size, rho, eps2, clip, beta1, wd,
-                                          scale_parameter)
+    bet2, keep, e1 = _scalars(dt, s.beta2, 1.0 - s.beta2, s.eps1)
+    xkeep, scale, b1, b1c = _coefficients(dt, usum, xsum, size, s)
     use_mom = mom.size > 0
     for k in prange(nchunks):
         lo, hi = _chunk(k, nchunks, size)
-        if use_mom:
-            _update_normalized_momentum(x[lo:hi], g[lo:hi], v[lo:hi], mom[lo:hi], bet2, keep, e1,
-                                        xkeep, scale, b1, b1c)
+        if inplace:
+            if use_mom:
+                _update_normalized_momentum(x[lo:hi], g[lo:hi], v[lo:hi], mom[lo:hi], bet2,
+                                            keep, e1, xkeep, scale, b1, b1c)
+            else:
+                _update_normalized(x[lo:hi], g[lo:hi], v[lo:hi], bet2, keep, e1, xkeep,
+                                   scale)
         else:
-            _update_normalized(x[lo:hi], g[lo:hi], v[lo:hi], bet2, keep, e1, xkeep, scale)
+            if use_mom:
+                _update_normalized_momentum_to(out[lo:hi], x[lo:hi], g[lo:hi], v[lo:hi],
+                                               mom[lo:hi], bet2, keep, e1, xkeep, scale, b1,
+                                               b1c)
+            else:
+                _update_normalized_to(out[lo:hi], x[lo:hi], g[lo:hi], v[lo:hi], bet2, keep,
+                                      e1, xkeep, scale)
 
 
 @jit
@@ -358,15 +406,38 @@ def _update_normalized_momentum(x, g, v, mom, beta2, keep, eps1, xkeep, scale, b
 
 
 @jit
+def _update_normalized_to(out, x, g, v, beta2, keep, eps1, xkeep, scale):
+    """As ``_update_normalized``, into ``out`` (another array than ``x``)."""
+    for i in range(g.shape[0]):
+        gi = g[i]
+        vi = beta2 * v[i] + keep * (gi * gi + eps1)
+        v[i] = vi
+        out[i] = x[i] * xkeep - scale * (gi / np.sqrt(vi))
+
+
+@jit
+def _update_normalized_momentum_to(out, x, g, v, mom, beta2, keep, eps1, xkeep, scale, b1,
+                                   b1c):
+    """As ``_update_normalized_momentum``, into ``out``."""
+    for i in range(g.shape[0]):
+        gi = g[i]
+        vi = beta2 * v[i] + keep * (gi * gi + eps1)
+        v[i] = vi
+        mv = b1 * mom[i] + b1c * (scale * (gi / np.sqrt(vi)))
+        mom[i] = mv
+        out[i] = x[i] * xkeep - mv
+
+
+@jit
 def _add_sumsq_normalized(g, v, beta2, keep, eps1, lane):
     """Add U**2 = g**2 / (beta2 v + keep (g**2 + eps1)) into the lanes; return the tail's sum.
 
     U**2 is formed without the square root (it only feeds RMS(U)).
     """
     m = g.shape[0]
-    mm = m - m % LANES
-    for base in range(0, mm, LANES):
-        for k in range(LANES):
+    mm = m - m % SUM_LANES
+    for base in range(0, mm, SUM_LANES):
+        for k in range(SUM_LANES):
             g2 = g[base + k] * g[base + k]
             lane[k] += np.float64(g2 / (beta2 * v[base + k] + keep * (g2 + eps1)))
     s = 0.0
@@ -387,17 +458,17 @@ def _scalars(dt, a, b, c):
 
 
 @jit
-def _coefficients(dt, usum, xsum, size, rho, eps2, clip, beta1, wd, scale_parameter):
+def _coefficients(dt, usum, xsum, size, s):
     """Step coefficients in the block's dtype: x-keep factor, update scale, beta1, 1-beta1."""
-    alpha = rho
-    if scale_parameter:
-        alpha = max(eps2, np.sqrt(xsum / size)) * rho
-    denom = max(1.0, np.sqrt(usum / size) / clip)
+    alpha = s.rho
+    if s.scale_parameter:
+        alpha = max(s.eps2, np.sqrt(xsum / size)) * s.rho
+    denom = max(1.0, np.sqrt(usum / size) / s.clip_threshold)
     coef = np.empty(4, dt)
-    coef[0] = 1.0 - wd * alpha
+    coef[0] = 1.0 - s.weight_decay * alpha
     coef[1] = alpha / denom
-    coef[2] = beta1
-    coef[3] = 1.0 - beta1
+    coef[2] = s.beta1
+    coef[3] = 1.0 - s.beta1
     return coef[0], coef[1], coef[2], coef[3]
 
 
@@ -416,12 +487,21 @@ def _max_abs(g):
 
 @jit
 def _max_abs_projected(x, g, lb, ub):
-    """max |clip(x - g, lb, ub) - x|, the projected-gradient measure under bounds."""
+    """max |clip(x - g, lb, ub) - x|, the projected-gradient measure under bounds.
+
+    As ``_max_abs``, NaN if any g_i is NaN and otherwise inf if any is infinite (the
+    projection alone could clip an infinite g_i to a finite step): one scan tells
+    both whether g is finite and how far from stationary x is.
+    """
     out = 0.0
     for i in range(g.size):
         gi = np.float64(g.flat[i])
-        if np.isnan(gi):
-            return gi
+        a = abs(gi)
+        if not a < np.inf:  # NaN or inf
+            if np.isnan(a):
+                return a
+            out = a
+            continue
         xi = np.float64(x.flat[i])
         p = min(max(xi - gi, lb[i]), ub[i]) - xi
         out = max(out, abs(p))

@@ -8,7 +8,10 @@ is refused before any parameter or state changes:
 - ``factored_apply`` / ``unfactored_apply`` store them and update the parameters.
 
 ``factored_step`` / ``unfactored_step`` do both for one block. The same names exist in
-``fastfactor._backends.cuda`` for device arrays.
+``fastfactor._backends.cuda`` for device arrays. Every step function takes the block's
+state as one named tuple (``FactoredState`` / ``UnfactoredState`` of
+``fastfactor._backends._protocol``) and the step's scalars as one
+``fastfactor._hyper.StepScalars``, handed to the kernels as they are.
 """
 
 import math
@@ -17,6 +20,7 @@ import numpy as np
 
 from . import _kernels as k
 from ..._blocks import FLOAT_DTYPES
+from ..._inputs import check_gradient
 from ._jit import n_chunks
 
 
@@ -29,80 +33,93 @@ def _factored_chunks(g):
     return min(n_chunks(g.size, nb * n), most)
 
 
-def _start_from(x, out):
-    """``out`` holding x's values: the kernels update in place."""
-    if out is not x:
-        np.copyto(out, x)
-    return out
+def _target(x, out):
+    """``(x, inplace)`` for an apply kernel writing into ``out``.
+
+    ``out is x``: in place. Another array of x's memory (a view of it, laid out alike)
+    is in place too, on that array (the out-of-place loops would fall back to scalar
+    code, see ``_kernels``). A partial overlap is copied first, then updated in place;
+    separate memory is written directly from x (x unchanged, no copy).
+    """
+    if out is x:
+        return x, True
+    if not np.may_share_memory(x, out):
+        return x, False
+    if (x.__array_interface__["data"][0] == out.__array_interface__["data"][0]
+            and x.strides == out.strides):
+        return out, True
+    np.copyto(out, x)
+    return out, True
 
 
-def factored_stats(x, g, r, c, beta2, eps1, scale_parameter):
+def factored_stats(x, g, state, s):
     """Pending statistics ``(R_new, C_new, sum U**2, sum x**2)`` of a ``(B, n, m)`` block.
 
-    None when the gradient holds a NaN or inf, or its squares overflow the statistics'
-    dtype. Nothing is modified.
+    ``state`` is a ``FactoredState`` (``row`` ``(B, n)``, ``col`` ``(B, m)``, ``m``), ``s``
+    a ``StepScalars``. None when the gradient holds a NaN or inf, or its squares overflow
+    the statistics' dtype. Nothing is modified.
     """
+    r, c = state.row, state.col
     nchunks = _factored_chunks(g)
     kernel = k.factored_stats_serial if nchunks == 1 else k.factored_stats_parallel
     rn = np.empty_like(r)
     cn = np.empty_like(c)
-    gsum, xsum, usum = kernel(x, g, r, c, rn, cn, float(beta2), float(eps1),
-                              bool(scale_parameter), nchunks)
+    gsum, xsum, usum = kernel(x, g, r, c, rn, cn, s, nchunks)
     if not (math.isfinite(gsum) and math.isfinite(usum)):
         return None
     return rn, cn, usum, xsum
 
 
-def factored_apply(x, out, g, r, c, mom, pending, rho, eps2, clip, beta1, wd,
-                   scale_parameter):
-    """Store ``pending`` into ``r`` ``(B, n)``, ``c`` ``(B, m)`` and update ``out`` (may be ``x``).
+def factored_apply(x, out, g, state, pending, s):
+    """Store ``pending`` into ``state`` and write the new x into ``out`` (may be ``x``).
 
-    ``mom`` (the first moment, ``(B, n, m)``) is updated too unless it is empty.
+    The first moment ``state.m`` (``(B, n, m)``) is updated too unless it is empty.
+    When ``out`` is not ``x``, ``x`` is left unchanged.
     """
     rn, cn, usum, xsum = pending
     nchunks = _factored_chunks(g)
     kernel = k.factored_apply_serial if nchunks == 1 else k.factored_apply_parallel
-    kernel(_start_from(x, out), g, r, c, rn, cn, mom, usum, xsum, float(rho), float(eps2),
-           float(clip), float(beta1), float(wd), bool(scale_parameter), nchunks)
+    src, inplace = _target(x, out)
+    kernel(src, out, g, state.row, state.col, rn, cn, state.m, usum, xsum, s, inplace,
+           nchunks)
 
 
-def factored_step(x, out, g, r, c, mom, beta2, rho, eps1, eps2, clip, beta1, wd,
-                  scale_parameter):
+def factored_step(x, out, g, state, s):
     """One factored step of a ``(B, n, m)`` block; False (nothing changed) if g is not finite."""
-    pending = factored_stats(x, g, r, c, beta2, eps1, scale_parameter)
+    pending = factored_stats(x, g, state, s)
     if pending is None:
         return False
-    factored_apply(x, out, g, r, c, mom, pending, rho, eps2, clip, beta1, wd, scale_parameter)
+    factored_apply(x, out, g, state, pending, s)
     return True
 
 
-def unfactored_stats(x, g, v, beta2, eps1, scale_parameter):
-    """Pending sums ``(beta2, eps1, sum U**2, sum x**2)`` of a flat block, or None."""
+def unfactored_stats(x, g, state, s):
+    """Pending sums ``(sum U**2, sum x**2)`` of a flat block (``state`` an
+    ``UnfactoredState``), or None when g is not finite. Nothing is modified."""
     nchunks = n_chunks(g.size, g.size)
     kernel = k.unfactored_stats_serial if nchunks == 1 else k.unfactored_stats_parallel
-    usum, xsum = kernel(x, g, v, float(beta2), float(eps1), bool(scale_parameter), nchunks)
+    usum, xsum = kernel(x, g, state.v, s, nchunks)
     if not math.isfinite(usum):
         return None
-    return float(beta2), float(eps1), usum, xsum
+    return usum, xsum
 
 
-def unfactored_apply(x, out, g, v, mom, pending, rho, eps2, clip, beta1, wd,
-                     scale_parameter):
-    """Update the second moment ``v`` and ``out`` (may be ``x``) of a flat block."""
-    beta2, eps1, usum, xsum = pending
+def unfactored_apply(x, out, g, state, pending, s):
+    """Update the second moment ``state.v`` (and first moment ``state.m`` unless empty)
+    and write the new x into ``out`` (may be ``x``) of a flat block."""
+    usum, xsum = pending
     nchunks = n_chunks(g.size, g.size)
     kernel = k.unfactored_apply_serial if nchunks == 1 else k.unfactored_apply_parallel
-    kernel(_start_from(x, out), g, v, mom, beta2, eps1, usum, xsum, float(rho), float(eps2),
-           float(clip), float(beta1), float(wd), bool(scale_parameter), nchunks)
+    src, inplace = _target(x, out)
+    kernel(src, out, g, state.v, state.m, usum, xsum, s, inplace, nchunks)
 
 
-def unfactored_step(x, out, g, v, mom, beta2, rho, eps1, eps2, clip, beta1, wd,
-                    scale_parameter):
+def unfactored_step(x, out, g, state, s):
     """One step of a flat block; False (nothing changed) if g is not finite."""
-    pending = unfactored_stats(x, g, v, beta2, eps1, scale_parameter)
+    pending = unfactored_stats(x, g, state, s)
     if pending is None:
         return False
-    unfactored_apply(x, out, g, v, mom, pending, rho, eps2, clip, beta1, wd, scale_parameter)
+    unfactored_apply(x, out, g, state, pending, s)
     return True
 
 
@@ -147,10 +164,7 @@ def as_param(p, shape):
 def as_grad(g, shape, dtype):
     """``g`` as an array of ``shape`` in ``dtype`` (converted only when needed)."""
     g = np.asarray(g)
-    if g.shape != shape:
-        raise ValueError(f"gradient of shape {g.shape} does not match the block shape {shape}")
-    if g.dtype.kind not in "biuf":
-        raise TypeError(f"gradients must be real numbers, got dtype {g.dtype}")
+    check_gradient(g.shape, g.dtype, shape, "the block shape")
     return g.astype(dtype, copy=False)
 
 

@@ -1,16 +1,13 @@
 """The CUDA backend: Numba CUDA kernels of one Adafactor step, and device-array helpers.
 
-The same functions as in ``cpu.py`` (``factored_step``, ``unfactored_step``,
-``max_abs``, ``max_abs_projected`` and the array helpers ``zeros``, ``empty_like``,
-``to_host``, ``as_param``, ``as_grad``, ``reshaped_view``, ``shares_memory``,
-``contiguous``, ``copy_into``, ``clip``), on Numba device arrays. Parameters may also
-be any object exposing ``__cuda_array_interface__`` (CuPy arrays, PyTorch CUDA
-tensors): they are viewed, not copied, and updated in place.
+The members of the backend contract (``fastfactor._backends._protocol``) on Numba
+device arrays. Parameters may also be any object exposing ``__cuda_array_interface__``
+(CuPy arrays, PyTorch CUDA tensors): they are viewed, not copied, and updated in place.
 
-Not here: cpu.py's two-phase step (``*_stats`` / ``*_apply``), which refuses a
+Not here: the CPU's two-phase step (``*_stats`` / ``*_apply``), which refuses a
 gradient holding a NaN or inf before anything changes. Deciding that on the host
-would make every step wait for the GPU; the stepper uses the one-call steps when
-those functions are absent, and a NaN or inf then propagates. ``minimize`` checks
+would make every step wait for the GPU, so this backend has ``refuses_nonfinite =
+False`` and the one-call steps only; a NaN or inf then propagates. The driver checks
 every gradient on both devices.
 
 This package is imported only when ``device="cuda"`` is asked for (it imports
@@ -26,26 +23,67 @@ The code, by concern (each module says more):
 - ``_workspace``: the steps' temporaries, cached per shape, context and thread;
 - ``_steps``: the steps and reductions that launch the kernels (how a step runs);
 - ``_arrays``: device-array views, copies and strides, and the stepper's array helpers;
-- ``_minimize_support``: what ``minimize`` needs with ``device="cuda"``.
-
-This package re-exports the functions the rest of fastfactor calls.
+- ``_interop``: the starting point on the device, gradients into the
+  optimizer's buffers, device scalars, and ``ArrayKind`` (x0's kind of array);
+- ``_objective``: the objective of a device iterate.
 """
 
 from numba import cuda
 
+from .. import _protocol
 from ._arrays import (as_grad, as_param, contiguous, copy_into, empty_like, is_device_array,
-                      reshaped_view, shares_memory, to_device, to_host, zeros)
+                      reshaped_view, to_device, to_host, zeros)
 from ._launch import SIMULATOR
-from ._minimize_support import ArrayKind, as_x0, grad_into, scalar_to_host
+from ._interop import ArrayKind, as_x0, grad_into, scalar_to_host
+from ._objective import DeviceObjective
 from ._steps import clip, factored_step, max_abs, max_abs_projected, unfactored_step
 
-__all__ = [
-    "SIMULATOR", "require_device",
-    "factored_step", "unfactored_step", "max_abs", "max_abs_projected", "clip",
-    "is_device_array", "to_device", "zeros", "empty_like", "to_host", "as_param", "as_grad",
-    "reshaped_view", "shares_memory", "contiguous", "copy_into",
-    "as_x0", "grad_into", "scalar_to_host", "ArrayKind",
-]
+__all__ = ["BACKEND", "SIMULATOR", "require_device", "is_device_array", "to_device",
+           "to_host", "ArrayKind", "grad_into", "scalar_to_host"]
+
+
+class CudaBackend:
+    """The backend for ``device="cuda"`` (see :class:`fastfactor._backends._protocol.Backend`)."""
+
+    name = "cuda"
+    refuses_nonfinite = False
+
+    zeros = staticmethod(zeros)
+    empty_like = staticmethod(empty_like)
+    to_host = staticmethod(to_host)
+    as_param = staticmethod(as_param)
+    as_grad = staticmethod(as_grad)
+    reshaped_view = staticmethod(reshaped_view)
+    contiguous = staticmethod(contiguous)
+    copy_into = staticmethod(copy_into)
+    max_abs = staticmethod(max_abs)
+    max_abs_projected = staticmethod(max_abs_projected)
+    clip = staticmethod(clip)
+    factored_step = staticmethod(factored_step)
+    unfactored_step = staticmethod(unfactored_step)
+    as_x0 = staticmethod(as_x0)
+
+    @staticmethod
+    def box(lb, ub):
+        return to_device(lb), to_device(ub)
+
+    @staticmethod
+    def objective(fun, jac, args, shape, dtype, x0, fd_bounds):
+        return DeviceObjective(fun, jac, args, shape, dtype, ArrayKind(x0).wrap, fd_bounds)
+
+    @staticmethod
+    def exporter(x0, shape, owned=False):
+        kind = ArrayKind(x0)
+        return lambda a: kind.export(a.reshape(shape))
+
+    def __reduce__(self):  # pickles and deep-copies as the one instance
+        return (_protocol.backend_instance, (self.name,))
+
+    def __repr__(self):
+        return "<fastfactor CUDA backend>"
+
+
+BACKEND = CudaBackend()
 
 # --- availability ----------------------------------------------------------------------
 _AVAILABLE = None

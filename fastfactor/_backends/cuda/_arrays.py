@@ -1,7 +1,7 @@
 """Device arrays: views of foreign arrays (``__cuda_array_interface__``), strides and
 reshapes without copies, device-to-device copies, and the helpers the stepper calls
 (``to_device``, ``zeros``, ``empty_like``, ``to_host``, ``as_param``, ``as_grad``,
-``reshaped_view``, ``shares_memory``, ``contiguous``, ``copy_into``).
+``reshaped_view``, ``contiguous``, ``copy_into``).
 
 Numba device arrays have no general strided view or copy, so both are built here
 (the simulator's device arrays are NumPy arrays, hence its own ``_strided``).
@@ -13,6 +13,7 @@ import numpy as np
 from numba import cuda
 
 from ..._blocks import FLOAT_DTYPES
+from ..._inputs import check_gradient
 from ._kernels import _copy3_kernel, _fill_kernel
 from ._launch import SIMULATOR, _blocks_target, _cdiv, _tpb
 
@@ -54,17 +55,6 @@ else:
         # per-thread (2) default streams; any other stream is synchronised first.
         sync = desc.get("stream") not in (None, 1, 2)
         return cuda.from_cuda_array_interface(desc, owner=obj, sync=sync)
-
-
-def _extent(a):
-    """The byte range ``[lo, hi)`` that device array ``a`` (size > 0) spans."""
-    lo = hi = _address(a)
-    for d, st in zip(a.shape, a.strides):
-        if st >= 0:
-            hi += (d - 1) * st
-        else:
-            lo += (d - 1) * st
-    return lo, hi + a.dtype.itemsize
 
 
 def is_device_array(a):
@@ -263,15 +253,12 @@ def as_param(p, shape):
     return d
 
 
-def checked_grad(g, shape, expected):
+def checked_grad(g, shape, what):
     """``g`` checked against ``shape``: ``(array, on_device)``, a device view when ``g``
-    is a device array, else a NumPy array. ``expected`` names the shape in the error."""
+    is a device array, else a NumPy array. ``what`` names the shape in the error."""
     on_device = is_device_array(g)
     a = _view(g) if on_device else np.asarray(g)
-    if tuple(a.shape) != tuple(shape):
-        raise ValueError(f"gradient of shape {tuple(a.shape)} does not match {expected}")
-    if np.dtype(a.dtype).kind not in "biuf":
-        raise TypeError(f"gradients must be real numbers, got dtype {a.dtype}")
+    check_gradient(a.shape, a.dtype, shape, what)
     if on_device:
         _check_strides(a, "gradient")
     return a, on_device
@@ -284,7 +271,7 @@ def as_grad(g, shape, dtype):
     the device; a host gradient is copied to the device.
     """
     dtype = np.dtype(dtype)
-    a, on_device = checked_grad(g, shape, f"the block shape {tuple(shape)}")
+    a, on_device = checked_grad(g, shape, "the block shape")
     if not on_device:
         return cuda.to_device(np.ascontiguousarray(a, dtype=dtype))
     if a.dtype == dtype and _is_c_contiguous(a):
@@ -305,15 +292,6 @@ def reshaped_view(a, shape):
     if a.size == 0:
         return cuda.device_array(shape, a.dtype)
     return _strided(a, shape, strides)
-
-
-def shares_memory(a, b):
-    """Whether device arrays ``a`` and ``b`` may share memory (their byte ranges overlap)."""
-    a, b = _view(a), _view(b)
-    if a.size == 0 or b.size == 0:
-        return False
-    (alo, ahi), (blo, bhi) = _extent(a), _extent(b)
-    return alo < bhi and blo < ahi
 
 
 def contiguous(a, shape):

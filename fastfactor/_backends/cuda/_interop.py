@@ -1,7 +1,7 @@
-"""What ``minimize`` needs with ``device="cuda"`` (called from ``_minimize`` and
-``_objective``): the starting point on the device, the user's gradient copied into
-the optimizer's buffer, device scalars brought to the host, and ``ArrayKind``, which
-shows the iterate to the user as the same kind of array as ``x0``.
+"""Between the user's arrays and the driver's on the device: the starting point on the
+device, the user's gradient copied into the optimizer's buffer, device scalars brought
+to the host, and ``ArrayKind``, which shows the iterate to the user as the same kind of
+array as ``x0``.
 """
 
 import math
@@ -10,28 +10,20 @@ import sys
 import numpy as np
 from numba import cuda
 
-from ..._blocks import FLOAT_DTYPES
+from ..._inputs import as_x0 as host_as_x0
+from ..._inputs import x0_dtype
 from ._arrays import (_check_strides, _copy, _view, checked_grad, contiguous, copy_into,
                       is_device_array, to_device, to_host)
 from ._steps import max_abs
 
 
-def as_x0(x0, host_as_x0):
-    """x0 as a new C-contiguous float device array (a device x0 is copied on the device).
-
-    ``host_as_x0`` is the host rule (fastfactor._options.as_x0) applied to a host x0.
-    """
+def as_x0(x0):
+    """x0 as a new C-contiguous float device array (a device x0 is copied on the device),
+    with the host's dtype rule (``fastfactor._inputs``)."""
     if not is_device_array(x0):
         return to_device(host_as_x0(x0))
     d = _view(x0)
-    dt = np.dtype(d.dtype)
-    if dt.kind in "biu":
-        dt = np.dtype(np.float64)
-    elif dt.kind == "f":
-        if dt not in FLOAT_DTYPES:
-            dt = np.dtype(np.float64)
-    else:
-        raise TypeError(f"x0 must be an array of real numbers, got dtype {d.dtype}")
+    dt = x0_dtype(d.dtype)
     _check_strides(d, "x0")
     out = cuda.device_array(tuple(d.shape), dt)
     _copy(d, out)
@@ -42,7 +34,7 @@ def as_x0(x0, host_as_x0):
 
 def grad_into(out, g, shape, dtype):
     """Copy the user's gradient ``g`` (host or device, of ``shape``) into the flat ``out``."""
-    a, _ = checked_grad(g, shape, f"{tuple(shape)} (the shape of x)")
+    a, _ = checked_grad(g, shape, "the shape of x")
     copy_into(out, a)
     return out
 

@@ -5,6 +5,10 @@ at import (``cuda.jit`` compiles at the first launch).
 One module, because of the simulator: it swaps the ``cuda`` global of a launched
 kernel's module for the launch; a device function in another module would swap its
 own module's ``cuda`` at each call and back, racing the block's other threads.
+
+The kernels that need the step's scalars take them as one argument ``s``, a
+``fastfactor._hyper.StepScalars`` named tuple (``numba.cuda`` passes a tuple argument
+field by field), and read them by name: a new scalar is a new field there, read here.
 """
 
 import math
@@ -75,26 +79,28 @@ def _block_max(sh, v):
 
 # --- dtype-independent kernels -------------------------------------------------------
 @cuda.jit
-def _coefficients(upart, xpart, coef, size, rho, eps2, clip, beta1, wd, scale_parameter):
-    """Sum the partial sums of U**2 and x**2; write the step coefficients (as cpu.py)."""
+def _coefficients(upart, xpart, coef, size, s):
+    """Sum the partial sums of U**2 and x**2; write the step coefficients (as the CPU
+    backend's ``_coefficients``)."""
     sh = cuda.shared.array(TPB_MAX, float64)
     t = cuda.threadIdx.x
-    s = 0.0
+    us = 0.0
     xs = 0.0
     for q in range(t, upart.shape[0], cuda.blockDim.x):
-        s += upart[q]
+        us += upart[q]
         xs += xpart[q]
-    usum = _block_sum(sh, s)
+    usum = _block_sum(sh, us)
     xsum = _block_sum(sh, xs)
     if t == 0:
+        rho = s.rho
         alpha = rho
-        if scale_parameter:
-            alpha = _max(eps2, math.sqrt(np.float64(xsum) / size)) * rho
-        denom = _max(1.0, math.sqrt(np.float64(usum) / size) / clip)
-        coef[0] = 1.0 - wd * alpha
+        if s.scale_parameter:
+            alpha = _max(s.eps2, math.sqrt(np.float64(xsum) / size)) * rho
+        denom = _max(1.0, math.sqrt(np.float64(usum) / size) / s.clip_threshold)
+        coef[0] = 1.0 - s.weight_decay * alpha
         coef[1] = np.float64(alpha) / np.float64(denom)
-        coef[2] = beta1
-        coef[3] = 1.0 - beta1
+        coef[2] = s.beta1
+        coef[3] = 1.0 - s.beta1
 
 
 @cuda.jit
@@ -112,14 +118,17 @@ def _max_abs_part(g, part):
 
 @cuda.jit
 def _max_proj_part(x, g, lb, ub, part):
+    # max |clip(x - g, lb, ub) - x|; NaN if a g_i is NaN, else inf if one is infinite
+    # (the projection alone could clip it to a finite step), as ``_max_abs_part``.
     sh = cuda.shared.array(TPB_MAX, float64)
     t = cuda.threadIdx.x
     m = 0.0
     for i in range(cuda.blockIdx.x * cuda.blockDim.x + t, g.shape[0],
                    cuda.gridDim.x * cuda.blockDim.x):
         gi = np.float64(g[i])
-        if gi != gi:
-            m = gi
+        ag = abs(gi)
+        if not ag < np.inf:  # NaN or inf
+            m = _nanmax(m, ag)
         else:
             xi = np.float64(x[i])
             p = _min(_max(xi - gi, lb[i]), ub[i]) - xi
@@ -251,10 +260,13 @@ def _make_kernels(F):
             cuda.syncthreads()
 
     @cuda.jit
-    def rowcol(r, c, colf, rowpart, colpart, rpart, beta2, keep, eps1):
+    def rowcol(r, c, colf, rowpart, colpart, rpart, s):
         # One thread per row (updates R_i) or column (C_j and b_j) of one matrix;
         # rpart[b, chunk] gets the block's sum of the new R_i.
         sh = cuda.shared.array(TPB_MAX, float64)
+        beta2 = s.beta2
+        keep = 1.0 - beta2
+        eps1 = s.eps1
         n = r.shape[1]
         m = c.shape[1]
         chunks = rpart.shape[1]
@@ -263,17 +275,17 @@ def _make_kernels(F):
         k = ch * cuda.blockDim.x + cuda.threadIdx.x
         rv = 0.0
         if k < n:
-            s = 0.0
+            acc = 0.0
             for q in range(rowpart.shape[0]):
-                s += rowpart[q, b, k]
-            r[b, k] = beta2 * np.float64(r[b, k]) + keep * (s / m + eps1)
+                acc += rowpart[q, b, k]
+            r[b, k] = beta2 * np.float64(r[b, k]) + keep * (acc / m + eps1)
             rv = np.float64(r[b, k])
         elif k < n + m:
             j = k - n
-            s = 0.0
+            acc = 0.0
             for q in range(colpart.shape[0]):
-                s += colpart[q, b, j]
-            c[b, j] = beta2 * np.float64(c[b, j]) + keep * (s / n + eps1)
+                acc += colpart[q, b, j]
+            c[b, j] = beta2 * np.float64(c[b, j]) + keep * (acc / n + eps1)
             colf[b, j] = 1.0 / np.float64(math.sqrt(np.float64(c[b, j])))
         total = _block_sum(sh, rv)
         if cuda.threadIdx.x == 0:
@@ -297,7 +309,7 @@ def _make_kernels(F):
             rowf[b, i] = math.sqrt(rmean / np.float64(r[b, i]))
 
     @cuda.jit
-    def usum(g, x, rowf, colf, upart, xpart, nch, scale_parameter):
+    def usum(g, x, rowf, colf, upart, xpart, nch, s):
         # Warps take (row, column chunk) tasks, in reverse order; lanes take
         # consecutive columns.
         sh = cuda.shared.array(TPB_MAX, float64)
@@ -306,7 +318,8 @@ def _make_kernels(F):
         m = g.shape[2]
         nl = cuda.blockDim.x
         lane = cuda.threadIdx.x
-        s = 0.0
+        scale_parameter = s.scale_parameter
+        us = 0.0
         xs = 0.0
         ntasks = nb * n * nch
         for k0 in range(cuda.blockIdx.x * cuda.blockDim.y + cuda.threadIdx.y, ntasks,
@@ -323,14 +336,14 @@ def _make_kernels(F):
                 j = (ch * J + k) * nl + lane
                 if j < m:
                     u = np.float64(F(F(g[b, i, j] * a) * colf[b, j]))
-                    s += u * u
+                    us += u * u
                     if scale_parameter:
                         xv = np.float64(x[b, i, j])
                         xs += xv * xv
-        s = _block_sum(sh, s)
+        us = _block_sum(sh, us)
         xs = _block_sum(sh, xs)
         if cuda.threadIdx.x == 0 and cuda.threadIdx.y == 0:
-            upart[cuda.blockIdx.x] = s
+            upart[cuda.blockIdx.x] = us
             xpart[cuda.blockIdx.x] = xs
 
     @cuda.jit
@@ -363,24 +376,28 @@ def _make_kernels(F):
                         out[b, i, j] = F(F(x[b, i, j] * xkeep) - F(scale * u))
 
     @cuda.jit
-    def second_moment(x, g, v, upart, xpart, bet2, keep, e1, scale_parameter):
+    def second_moment(x, g, v, upart, xpart, s):
         # Unfactored pass 1: V, and partial sums of U**2 and x**2.
         sh = cuda.shared.array(TPB_MAX, float64)
-        s = 0.0
+        bet2 = F(s.beta2)  # rounded to the dtype, as the CPU backend's ``_scalars``
+        keep = F(1.0 - s.beta2)
+        e1 = F(s.eps1)
+        scale_parameter = s.scale_parameter
+        us = 0.0
         xs = 0.0
         for i in range(cuda.grid(1), g.shape[0], cuda.gridsize(1)):
             gi = g[i]
             vi = F(F(bet2 * v[i]) + F(keep * F(F(gi * gi) + e1)))
             v[i] = vi
             u = np.float64(F(gi / F(math.sqrt(vi))))
-            s += u * u
+            us += u * u
             if scale_parameter:
                 xi = np.float64(x[i])
                 xs += xi * xi
-        s = _block_sum(sh, s)
+        us = _block_sum(sh, us)
         xs = _block_sum(sh, xs)
         if cuda.threadIdx.x == 0:
-            upart[cuda.blockIdx.x] = s
+            upart[cuda.blockIdx.x] = us
             xpart[cuda.blockIdx.x] = xs
 
     @cuda.jit

@@ -36,14 +36,15 @@ from ._launch import _blocks_target, _cdiv, _factored_plan, _tpb
 from ._workspace import _device, _workspace
 
 
-def factored_step(x, out, g, r, c, mom, beta2, rho, eps1, eps2, clip, beta1, wd,
-                  scale_parameter):
+def factored_step(x, out, g, state, s):
     """One factored step of a ``(B, n, m)`` block of device arrays; ``out`` may be ``x``.
 
-    ``r`` ``(B, n)`` and ``c`` ``(B, m)`` are updated in place, and so is ``mom`` (the
-    first moment, ``(B, n, m)``) unless it is empty (no ``beta1``). Asynchronous: no
-    host synchronisation.
+    ``state`` is a ``FactoredState``: ``row`` ``(B, n)`` and ``col`` ``(B, m)`` are
+    updated in place, and so is ``m`` (the first moment, ``(B, n, m)``) unless it is
+    empty (no ``beta1``). ``s`` is a ``StepScalars``, passed to the kernels as it is.
+    Asynchronous: no host synchronisation. Returns True (a step is never refused here).
     """
+    r, c, mom = state
     nb, n, m = g.shape
     dt = np.dtype(r.dtype)
     ks = _kernels(dt)
@@ -60,24 +61,25 @@ def factored_step(x, out, g, r, c, mom, beta2, rho, eps1, eps2, clip, beta1, wd,
                     coef=_device(4, dt))
 
     w = _workspace(("factored", nb, n, m, dt.str, lanes, warps, ublocks, strips), make)
-    beta2 = float(beta2)
     ks["stats"][spans * strips * nb, (lanes, warps)](g, w["rowpart"], w["colpart"], spans,
                                                       strips, rps)
-    ks["rowcol"][nb * chunks, tpb](r, c, w["colf"], w["rowpart"], w["colpart"], w["rpart"],
-                                   beta2, 1.0 - beta2, float(eps1))
+    ks["rowcol"][nb * chunks, tpb](r, c, w["colf"], w["rowpart"], w["colpart"], w["rpart"], s)
     ks["rowfactor"][nb * rchunks, tpb](r, w["rowf"], w["rpart"], rchunks)
     ks["usum"][ublocks, (lanes, warps)](g, x, w["rowf"], w["colf"], w["upart"], w["xpart"],
-                                        nch, bool(scale_parameter))
-    _coefficients[1, tpb](w["upart"], w["xpart"], w["coef"], nb * n * m, float(rho),
-                          float(eps2), float(clip), float(beta1), float(wd),
-                          bool(scale_parameter))
+                                        nch, s)
+    _coefficients[1, tpb](w["upart"], w["xpart"], w["coef"], nb * n * m, s)
     ks["update"][ublocks, (lanes, warps)](x, out, g, w["rowf"], w["colf"], mom, w["coef"],
                                           nch, mom.size > 0)
+    return True
 
 
-def unfactored_step(x, out, g, v, mom, beta2, rho, eps1, eps2, clip, beta1, wd,
-                    scale_parameter):
-    """One step of a flat device block with full second moment ``v``; ``out`` may be ``x``."""
+def unfactored_step(x, out, g, state, s):
+    """One step of a flat device block; ``out`` may be ``x``.
+
+    ``state`` is an ``UnfactoredState``: the second moment ``v`` and the first moment
+    ``m`` (unless empty) are updated in place; ``s`` is a ``StepScalars``. Returns True.
+    """
+    v, mom = state
     size = g.shape[0]
     dt = np.dtype(v.dtype)
     ks = _kernels(dt)
@@ -89,13 +91,10 @@ def unfactored_step(x, out, g, v, mom, beta2, rho, eps1, eps2, clip, beta1, wd,
                     coef=_device(4, dt))
 
     w = _workspace(("unfactored", blocks, dt.str), make)
-    cast = dt.type
-    ks["second_moment"][blocks, tpb](x, g, v, w["upart"], w["xpart"], cast(beta2),
-                                     cast((1.0 - beta2) * 1.0), cast(eps1),
-                                     bool(scale_parameter))
-    _coefficients[1, tpb](w["upart"], w["xpart"], w["coef"], size, float(rho), float(eps2),
-                          float(clip), float(beta1), float(wd), bool(scale_parameter))
+    ks["second_moment"][blocks, tpb](x, g, v, w["upart"], w["xpart"], s)
+    _coefficients[1, tpb](w["upart"], w["xpart"], w["coef"], size, s)
     ks["update_flat"][blocks, tpb](x, out, g, v, mom, w["coef"], mom.size > 0)
+    return True
 
 
 def _max_reduce(kernel, first, args):

@@ -1,0 +1,110 @@
+"""The one iteration under ``minimize``, ``adafactor`` and ``least_squares``.
+
+Evaluate, test, step, project, call back: :func:`drive` runs it for any front end. A
+front end hands it an ``evaluate`` (a flat iterate of the backend -> ``(f, g, data)``:
+``g`` flat on the backend, ``data`` whatever the front end keeps of the evaluation) and
+optionally a ``stop`` hook, called after each accepted update with that evaluation, that
+may end the run with a status of its own. Each gradient is scanned once (finiteness and
+the convergence measure together); the update goes from the iterate into a spare buffer,
+so that the previous iterate survives a NaN, and nothing else of size ``x`` is copied.
+"""
+
+import math
+from typing import Any, NamedTuple
+
+import numpy as np
+
+#: Status messages every front end shares; each adds or rewords its own.
+BASE_MESSAGES = {
+    1: "Maximum number of iterations has been exceeded.",
+    99: "`callback` raised `StopIteration`.",
+}
+
+
+class Outcome(NamedTuple):
+    """Where a run ended: the flat iterate ``x`` (a backend array owned by the run), its
+    evaluation ``(f, g, data)``, the convergence measure of ``g``, ``nit`` and ``status``
+    (0 ``gtol``, 1 ``maxiter``, 2 NaN or inf met, 99 callback, or a ``stop`` status)."""
+
+    x: Any
+    f: float
+    g: Any
+    data: Any
+    measure: float
+    nit: int
+    status: int
+
+
+def _may_alias(a, b):
+    """Whether two host gradients may share memory (the CPU objective hands the step the
+    user's own array; a device objective copies into buffers of its own)."""
+    return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and np.may_share_memory(a, b)
+
+
+def print_summary(res, extra=()):
+    """SciPy's closing lines of ``disp``, plus ``extra`` lines."""
+    head = "Optimization terminated successfully." if res.success else "Warning: " + res.message
+    print(head)
+    print(f"         Current function value: {res.fun:.6g}")
+    print(f"         Iterations: {res.nit}")
+    print(f"         Function evaluations: {res.nfev}")
+    print(f"         Gradient evaluations: {res.njev}")
+    for line in extra:
+        print(f"         {line}")
+
+
+def measure(be, x, g, box):
+    """``max|g|`` (with bounds: the projected gradient); NaN or inf when g is not finite."""
+    if box is None:
+        return be.max_abs(g)
+    return be.max_abs_projected(x, g, box[0], box[1])
+
+
+def drive(opt, views, x, evaluate, box, gtol, maxiter, stop=None, callback=None):
+    """Run Adafactor from the flat iterate ``x`` (modified: pass a copy).
+
+    ``opt`` is the stepper, ``views(flat)`` the list of its blocks in a flat array;
+    ``box`` None or ``(lb, ub)`` of the backend; ``gtol`` None disables the gradient
+    test (the finiteness check stays). ``stop(nit, x, previous, f, g, data)`` (``previous``:
+    the iterate before ``x``, until the next update overwrites it) returns a
+    status to end the run with, or None; ``callback(nit, x, f, g, data)`` returns True
+    to stop (status 99). Returns an :class:`Outcome`.
+    """
+    be = opt.backend
+    f, g, data = evaluate(x)
+    gm = measure(be, x, g, box)
+    if not (math.isfinite(f) and math.isfinite(gm)):
+        return Outcome(x, f, g, data, gm, 0, 2)
+    spare = be.empty_like(x)
+    xb, sb = views(x), views(spare)  # views, made once
+    nit, status = 0, 1
+    while True:
+        if gtol is not None and gm <= gtol:
+            status = 0
+            break
+        if nit >= maxiter:
+            break
+        if opt._apply(xb, sb, views(g)) is not None:
+            status = 2  # g is finite but its square overflows: no step can be taken
+            break
+        if box is not None:
+            be.clip(spare, box[0], box[1])
+        f_new, g_new, data_new = evaluate(spare)
+        gm_new = measure(be, spare, g_new, box)
+        if not (math.isfinite(f_new) and math.isfinite(gm_new)):
+            status = 2  # the update is discarded: nit counts those leading to x
+            if _may_alias(g_new, g):  # fun reuses its gradient array: g was overwritten
+                f, g, data = evaluate(x)
+            break
+        nit += 1
+        x, spare, xb, sb = spare, x, sb, xb
+        f, g, data, gm = f_new, g_new, data_new, gm_new
+        if stop is not None:
+            asked = stop(nit, x, spare, f, g, data)  # spare: the previous iterate
+            if asked is not None:
+                status = asked
+                break
+        if callback is not None and callback(nit, x, f, g, data):
+            status = 99
+            break
+    return Outcome(x, f, g, data, gm, nit, status)
