@@ -66,14 +66,17 @@ class Results:
         cols = d["result_columns"]
         self.values = {}
         for name, row in d["results"].items():
-            rec = dict(zip(cols, row))
+            # strict=False: asv drops the trailing None columns of a row
+            rec = dict(zip(cols, row, strict=False))
             params = [[_unrepr(p) for p in ps] for ps in rec.get("params") or []]
             combos = list(itertools.product(*params)) if params else [()]
             results = rec.get("result")
             if not isinstance(results, list) or (not params and len(results) != 1):
                 results = [results]
             samples = rec.get("samples") or [None] * len(combos)
-            for combo, value, samp in zip(combos, results, samples):
+            # strict=False: a benchmark whose results are all missing has result None
+            # (wrapped above as [None]); its combinations stay absent, which get() reads as None
+            for combo, value, samp in zip(combos, results, samples, strict=False):
                 if samp:
                     good = [s for s in samp if s is not None and not math.isnan(s)]
                     if good:
@@ -196,7 +199,8 @@ def large_table(res, bw, checks):
             speedup = t / ff
             ok = None if vector else speedup >= PEER_TARGETS[peer]
             if ok is not None:
-                checks.append((peer, case, dtype, ok, f"{speedup:.1f}× faster (target {PEER_TARGETS[peer]}×)"))
+                checks.append((peer, case, dtype, ok,
+                               f"{speedup:.1f}× faster (target {PEER_TARGETS[peer]}×)"))
             row.append(f"{ms(t)} ({speedup:.1f}×{mark(ok)})")
         rows.append(row)
     header = ["block", "dtype", "floor ms", "fastfactor ms", "÷ floor (same process)",
@@ -211,12 +215,14 @@ def small_table(res, checks):
         npt = res.get("bench_step.SmallNumpy.time_step", dtype, case)
         ok = None if ff is None or npt is None else ff <= npt
         if ok is not None:
-            checks.append(("small", case, dtype, ok, f"{ff * 1e6:.1f} µs vs NumPy {npt * 1e6:.1f} µs"))
+            checks.append(("small", case, dtype, ok,
+                           f"{ff * 1e6:.1f} µs vs NumPy {npt * 1e6:.1f} µs"))
         row = [f"`{case}`", dtype, us(ff), us(npt), ratio(npt, ff, 2) + mark(ok)]
-        for peer, cls in (("torch", "SmallTorch"), ("hf", "SmallHF"), ("optax", "SmallOptax")):
+        for _peer, cls in (("torch", "SmallTorch"), ("hf", "SmallHF"), ("optax", "SmallOptax")):
             row.append(us(res.get(f"bench_peers.{cls}.time_step", dtype, case)))
         rows.append(row)
-    header = ["blocks", "dtype", "fastfactor µs", "NumPy µs", "NumPy ÷ fastfactor"] + [f"{PEER_LABELS[p]} µs" for p in PEER_TARGETS]
+    header = (["blocks", "dtype", "fastfactor µs", "NumPy µs", "NumPy ÷ fastfactor"]
+              + [f"{PEER_LABELS[p]} µs" for p in PEER_TARGETS])
     return table(header, rows)
 
 
@@ -231,7 +237,8 @@ def memory_table(res, checks):
     for dtype, case in params_of(res, ff + "tracemalloc"):
         a = res.get(ff + "tracemalloc", dtype, case)
         if a is not None:
-            checks.append(("memory", case, dtype, a <= MEMORY_TARGET, f"{100 * a:.2f}% (tracemalloc)"))
+            checks.append(("memory", case, dtype, a <= MEMORY_TARGET,
+                           f"{100 * a:.2f}% (tracemalloc)"))
         pk = res.get("bench_step.LargeFastfactor.peakmem_step", dtype, case) or \
             res.get("bench_step.SmallFastfactor.peakmem_step", dtype, case)
         pkn = res.get("bench_step.LargeNumpy.peakmem_step", dtype, case) or \
@@ -279,7 +286,8 @@ def scaling_table(res):
             row += [ms(t), "–" if t is None else f"{1e9 * t / n_el:.2f}"]
         rows.append(row)
     for dtype in dtypes:
-        pts = [(math.log(math.prod(int(d) for d in c.split("x"))), math.log(res.get(name, dtype, c)))
+        pts = [(math.log(math.prod(int(d) for d in c.split("x"))),
+                math.log(res.get(name, dtype, c)))
                for c in cases if res.get(name, dtype, c)]
         big = [p for p in pts if p[0] >= math.log(2 ** 20)]
 
@@ -289,7 +297,8 @@ def scaling_table(res):
             mx = sum(a for a, _ in p) / len(p)
             my = sum(b for _, b in p) / len(p)
             return sum((a - mx) * (b - my) for a, b in p) / sum((a - mx) ** 2 for a, _ in p)
-        slopes.append(f"{dtype}: {slope(pts):.2f} over all sizes, {slope(big):.2f} from 2^20 elements up")
+        slopes.append(f"{dtype}: {slope(pts):.2f} over all sizes, "
+                      f"{slope(big):.2f} from 2^20 elements up")
     header = ["block", "n·m"] + [h for d in dtypes for h in (f"{d} ms", f"{d} ns/element")]
     return table(header, rows), slopes
 
@@ -300,9 +309,10 @@ def render(res):
           for k in ("copyto", "inplace", "best", "read")}
     best_bw = bw["best"] * 1e9 if bw["best"] else None
     checks = []
-    date = (datetime.datetime.fromtimestamp(res.date / 1000, datetime.timezone.utc).strftime("%Y-%m-%d")
+    date = (datetime.datetime.fromtimestamp(res.date / 1000, datetime.UTC).strftime("%Y-%m-%d")
             if res.date else "?")
-    peers = ", ".join(f"{k} {v[k]}" for k in ("torch", "transformers", "jax", "optax") if v.get(k)) or "none installed"
+    peers = ", ".join(f"{k} {v[k]}" for k in ("torch", "transformers", "jax", "optax")
+                      if v.get(k)) or "none installed"
     out = [
         "# fastfactor performance",
         "",
@@ -314,7 +324,8 @@ def render(res):
         f"NumPy {v['numpy']}, Numba {v['numba']} ({v.get('numba threads', '?')} threads), "
         f"SciPy {v['scipy']}. Peers: {peers}." + env_note(),
         "",
-        "**Bandwidth** (read+write, single thread, 256 MiB arrays, best of 9, counting 2 × nbytes): "
+        "**Bandwidth** (read+write, single thread, 256 MiB arrays, best of 9, "
+        "counting 2 × nbytes): "
         f"`np.copyto` {bw['copyto'] or float('nan'):.1f} GB/s, in-place `x *= 1.0` "
         f"{bw['inplace'] or float('nan'):.1f} GB/s; the floors use the better one, "
         f"{bw['best'] or float('nan'):.1f} GB/s. Read-only (`np.dot` of two arrays, all BLAS "
@@ -377,7 +388,8 @@ def render(res):
             f"{len(checks) - len(failed)} of {len(checks)} checks hold."]
     if failed:
         out += ["", "Not met:", ""]
-        out += [f"- {kind}: `{case}` {dtype}: {what}".replace("  ", " ") for kind, case, dtype, _, what in failed]
+        out += [f"- {kind}: `{case}` {dtype}: {what}".replace("  ", " ")
+                for kind, case, dtype, _, what in failed]
     out.append("")
     return "\n".join(out)
 
@@ -386,7 +398,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--commit", help="commit hash of the results to read (default: newest file)")
     ap.add_argument("--results", help="an asv results JSON file (overrides --commit)")
-    ap.add_argument("--out", default=os.path.join(HERE, "PERFORMANCE.md"), help="Markdown file to write")
+    ap.add_argument("--out", default=os.path.join(HERE, "PERFORMANCE.md"),
+                    help="Markdown file to write")
     args = ap.parse_args(argv)
     path = args.results or find_results(os.path.join(HERE, ".asv", "results"), args.commit)
     text = render(Results(path))

@@ -13,9 +13,9 @@ Nothing is compiled at import: each Numba kernel compiles on its first call (and
 cached on disk for the next process).
 """
 
+from ._lsq import least_squares
 from ._minimize import adafactor, minimize
 from ._stepper import Adafactor
-from ._lsq import least_squares
 from ._stochastic import minibatches, minimize_stochastic
 
 __all__ = ["Adafactor", "adafactor", "least_squares", "minibatches", "minimize",

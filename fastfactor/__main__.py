@@ -52,7 +52,8 @@ def main(maxiter=5000):
     print(res)
     print(f"relative error ||U V^T - M|| / ||M|| = {rel:.2e} after {res.nit} iterations, "
           f"{seconds:.2f} s (first call includes Numba compilation)")
-    print(f"optimizer state: {n + 5 + m + 5} numbers (factored), vs {x0.size} for Adam-like methods")
+    print(f"optimizer state: {n + 5 + m + 5} numbers (factored), "
+          f"vs {x0.size} for Adam-like methods")
     return 0 if rel < 1e-3 else 1
 
 

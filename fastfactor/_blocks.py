@@ -21,14 +21,17 @@ def normalize_shapes(shapes):
         items = list(shapes)
     except TypeError:
         raise TypeError(
-            f"shapes must be a shape (an int or a tuple of ints) or a list of shapes, got {shapes!r}"
+            "shapes must be a shape (an int or a tuple of ints) or a list of shapes, "
+            f"got {shapes!r}"
         ) from None
     if not items:
-        raise ValueError("shapes is empty: give at least one block shape, e.g. shapes=[(n, m), (m,)]")
+        raise ValueError("shapes is empty: give at least one block shape, "
+                         "e.g. shapes=[(n, m), (m,)]")
     out = []
     for item in items:
         if not _is_shape(item):
-            raise TypeError(f"each entry of shapes must be a shape (an int or a tuple of ints), got {item!r}")
+            raise TypeError("each entry of shapes must be a shape (an int or a tuple of ints), "
+                            f"got {item!r}")
         out.append(_as_shape(item))
     return out, False
 

@@ -3,10 +3,11 @@
 import inspect
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from typing import Callable, NamedTuple, Optional, Union
+from typing import NamedTuple
 
-LrType = Union[None, float, Callable[[int], float]]
+LrType = None | float | Callable[[int], float]
 
 
 class StepScalars(NamedTuple):
@@ -36,7 +37,7 @@ class Hyper:
     eps2: float = 1e-3
     clip_threshold: float = 1.0
     decay_rate: float = -0.8
-    beta1: Optional[float] = None
+    beta1: float | None = None
     weight_decay: float = 0.0
     scale_parameter: bool = True
     warmup_init: bool = False
@@ -50,8 +51,8 @@ class Hyper:
         _check_real("decay_rate", self.decay_rate)
         if self.decay_rate >= 0:
             raise ValueError(
-                f"decay_rate must be negative (beta2_t = 1 - t**decay_rate), got {self.decay_rate!r}; "
-                "the default is -0.8")
+                "decay_rate must be negative (beta2_t = 1 - t**decay_rate), "
+                f"got {self.decay_rate!r}; the default is -0.8")
         _check_real("weight_decay", self.weight_decay, lo=0.0)
         if self.beta1 is not None:
             _check_real("beta1", self.beta1, lo=0.0)
@@ -81,7 +82,8 @@ class Hyper:
         if callable(lr):
             value = lr(t)
             if not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
-                raise ValueError(f"the lr schedule returned {value!r} at step {t}; it must return a positive finite float")
+                raise ValueError(f"the lr schedule returned {value!r} at step {t}; "
+                                 "it must return a positive finite float")
             return float(value)
         return float(lr)
 
@@ -109,7 +111,8 @@ def _check_lr(lr):
     if lr is None or callable(lr):
         return
     _check_real("lr", lr, lo=0.0, lo_open=True,
-                hint="; pass None for the relative step, a positive float, or a callable t -> rho_t")
+                hint="; pass None for the relative step, a positive float, "
+                     "or a callable t -> rho_t")
 
 
 def _check_real(name, value, lo=None, lo_open=False, hint=""):

@@ -8,8 +8,16 @@ from ._blocks import Layout
 from ._callbacks import as_callback
 from ._hyper import make_hyper
 from ._inputs import check_constraints, parse_bounds
-from ._options import (as_options, flag, nonneg_int, nonneg_real, optional, parse_options,
-                       parse_shapes, warn_at_caller)
+from ._options import (
+    as_options,
+    flag,
+    nonneg_int,
+    nonneg_real,
+    optional,
+    parse_options,
+    parse_shapes,
+    warn_at_caller,
+)
 from ._stepper import Adafactor
 
 MINIMIZE_MESSAGES = {
@@ -110,7 +118,7 @@ def adafactor(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None,
     ...                            "maxiter": 2000, "gtol": 1e-6})
     >>> res.success, np.allclose(res.x, 3.0, atol=1e-6)
     (True, True)
-    """
+    """  # noqa: E501 -- numpydoc needs the hyper-parameter names on one line (test_hyper_lists)
     return _run(fun, x0, args, jac, hess, hessp, bounds, constraints, callback, options,
                 flat=True)
 
@@ -187,8 +195,8 @@ def _run(fun, x0, args, jac, hess, hessp, bounds, constraints, callback, options
     out = _driver.drive(opt, layout.views, xa, obj, box, gtol, solver["maxiter"],
                         callback=report)
     res = OptimizeResult(
-        x=be.exporter(x0, shape, owned=True)(out.x), fun=out.f, jac=export(out.g), nit=out.nit, nfev=obj.nfev,
-        njev=obj.njev, status=out.status, success=out.status == 0,
+        x=be.exporter(x0, shape, owned=True)(out.x), fun=out.f, jac=export(out.g), nit=out.nit,
+        nfev=obj.nfev, njev=obj.njev, status=out.status, success=out.status == 0,
         message=MINIMIZE_MESSAGES[out.status])
     if solver["disp"]:
         _driver.print_summary(res)

@@ -2,10 +2,11 @@
 
 import numpy as np
 
-from ._blocks import FLOAT_DTYPES, block_size, kernel_shape, normalize_shapes
 from ._backends import get_backend
 from ._backends._protocol import FactoredState, UnfactoredState
+from ._blocks import FLOAT_DTYPES, block_size, kernel_shape, normalize_shapes
 from ._hyper import make_hyper, signature_with_hyper
+
 
 class Adafactor:
     """Adafactor optimizer state for a fixed list of parameter blocks.

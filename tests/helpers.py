@@ -43,7 +43,7 @@ def gradient_stream(rng, shapes, dtype, n_steps):
     per-row scales change from step to step (so that the averaging of the second
     moment and the factoring both matter)."""
     out = []
-    for k in range(n_steps):
+    for _ in range(n_steps):
         step = []
         for s in shapes:
             g = rng.standard_normal(s) * 10.0 ** rng.uniform(-2, 1)

@@ -157,17 +157,19 @@ class ReferenceAdafactor:
         params = [np.asarray(p) for p in params]
         grads = [np.asarray(g) for g in grads]
         assert len(params) == len(grads) == len(self.shapes)
-        for p, g, s in zip(params, grads, self.shapes):
+        for p, g, s in zip(params, grads, self.shapes, strict=True):
             assert p.shape == s and g.shape == s, (p.shape, g.shape, s)
         if self.blocks is None:
             self.blocks = [
-                _Block(s, self.is_factored(s), p.dtype) for s, p in zip(self.shapes, params)
+                _Block(s, self.is_factored(s), p.dtype)
+                for s, p in zip(self.shapes, params, strict=True)
             ]
         self.t += 1
         t = self.t
         rho = self.rho(t)
         beta2 = 1.0 - t**self.decay_rate
-        return [self._step_block(b, p, g, rho, beta2) for b, p, g in zip(self.blocks, params, grads)]
+        return [self._step_block(b, p, g, rho, beta2)
+                for b, p, g in zip(self.blocks, params, grads, strict=True)]
 
     def _step_block(self, block, x, g, rho, beta2):
         dt = block.dtype
@@ -200,7 +202,7 @@ def split_flat(x, shapes):
     sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
     assert sum(sizes) == x.size, (sizes, x.size)
     out, start = [], 0
-    for s, n in zip(shapes, sizes):
+    for s, n in zip(shapes, sizes, strict=True):
         out.append(x[start : start + n].reshape(s).copy())
         start += n
     return out

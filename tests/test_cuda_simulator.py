@@ -31,7 +31,8 @@ def test_cuda_suite_in_the_simulator():
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
     env.pop("FASTFACTOR_TEST_SIZE", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/cuda", "-m", "cuda", "-q", "-p", "no:cacheprovider"],
+        [sys.executable, "-m", "pytest", "tests/cuda", "-m", "cuda", "-q",
+         "-p", "no:cacheprovider"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     output = proc.stdout + proc.stderr
     print(output)
@@ -50,7 +51,8 @@ def test_cpu_use_never_imports_numba_cuda():
         Adafactor(5, device="cpu").step(np.ones(5), np.ones(5))
         minimize(lambda v: float((v ** 2).sum()), np.ones((2, 2)), jac=lambda v: 2 * v,
                  options={"maxiter": 3, "device": "cpu"})
-        loaded = sorted(m for m in sys.modules if m.startswith(("numba.cuda", "fastfactor._backends.cuda")))
+        loaded = sorted(m for m in sys.modules
+                        if m.startswith(("numba.cuda", "fastfactor._backends.cuda")))
         print(loaded)
         assert not loaded, loaded
     """)

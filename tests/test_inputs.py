@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import scipy.optimize as so
-from helpers import Problem, assert_close
-from reference import ReferenceAdafactor, reference_minimize
 
 import fastfactor
 from fastfactor import Adafactor, adafactor
+from helpers import Problem, assert_close
+from reference import ReferenceAdafactor, reference_minimize
 
 ENTRIES = ["scipy", "adafactor_direct", "fastfactor"]
 
@@ -131,7 +131,8 @@ def test_gradient_of_wrong_shape_flat(entry, jac_true, grad_shape):
 @pytest.mark.parametrize("grad_shape", [(20,), (5, 4), (4, 5, 1), (4, 6)], ids=str)
 def test_gradient_of_wrong_shape_fastfactor(grad_shape):
     with pytest.raises(ValueError):
-        fastfactor.minimize(quadratic, np.ones((4, 5)), jac=lambda x: np.ones(grad_shape), options=dict(maxiter=3))
+        fastfactor.minimize(quadratic, np.ones((4, 5)), jac=lambda x: np.ones(grad_shape),
+                            options=dict(maxiter=3))
 
 
 def test_gradient_of_wrong_shape_later_in_the_run():
@@ -181,7 +182,8 @@ def test_bad_device_stepper():
 
 
 def test_device_cpu_explicit():
-    res = fastfactor.minimize(quadratic, np.ones((3, 4)), jac=quadratic_grad, options=dict(device="cpu", maxiter=2))
+    res = fastfactor.minimize(quadratic, np.ones((3, 4)), jac=quadratic_grad,
+                              options=dict(device="cpu", maxiter=2))
     assert res.nit == 2
 
 
@@ -225,7 +227,8 @@ def test_stepper_does_not_touch_gradients_of_other_dtype():
     Adafactor((3, 4)).step(x, g)
     assert x.dtype == np.float32
     np.testing.assert_array_equal(g, g_before)
-    (expected,) = ReferenceAdafactor([(3, 4)]).step([np.ones((3, 4), np.float32)], [g.astype(np.float32)])
+    (expected,) = ReferenceAdafactor([(3, 4)]).step([np.ones((3, 4), np.float32)],
+                                                    [g.astype(np.float32)])
     assert_close(x, expected)
 
 

@@ -14,11 +14,11 @@
 import numpy as np
 import pytest
 
-from helpers import DTYPES, dtype_id
 from fastfactor._backends._protocol import FactoredState, UnfactoredState
 from fastfactor._backends.cpu import _kernels as K
 from fastfactor._backends.cpu import _step
 from fastfactor._hyper import Hyper
+from helpers import DTYPES, dtype_id
 
 SHAPES = [(1, 13, 70), (1, 9, 64), (5, 3, 7), (4, 10, 33), (37, 5, 9), (2, 1, 3), (9, 1, 5),
           (3, 7, 1)]

@@ -265,7 +265,7 @@ def test_scalar_bounds_broadcast_and_clip_x0():
     np.testing.assert_allclose(res.x, ref.x, atol=1e-7)
 
 
-# --- the result -------------------------------------------------------------------------------------
+# --- the result ---------------------------------------------------------------------------
 
 
 def test_result_fields_and_counts():
@@ -360,7 +360,7 @@ def test_float32_and_inputs_not_mutated():
     res = least_squares(lambda x: A @ x - b, x0, jac=lambda x: A, bounds=(lb, ub),
                         options={"x_scale": scale})
     assert res.x.dtype == np.float32
-    for a, c in zip((x0, lb, ub, scale, A, b), copies):
+    for a, c in zip((x0, lb, ub, scale, A, b), copies, strict=True):
         np.testing.assert_array_equal(a, c)
     np.testing.assert_allclose(res.x, np.linalg.lstsq(A, b, rcond=None)[0], rtol=1e-3)
 

@@ -64,7 +64,8 @@ def test_step_allocates_no_n_by_m_array_traced(shape, dtype, hyper):
     matrix = _one_matrix_bytes(shape, dtype)
     # 5% of one n x m matrix: the kernels' scratch is O(threads * m + B), never O(n m)
     limit = 0.05 * matrix
-    assert peak < limit, f"one step allocated {peak / 2**20:.2f} MiB (limit {limit / 2**20:.2f} MiB)"
+    assert peak < limit, (f"one step allocated {peak / 2**20:.2f} MiB "
+                          f"(limit {limit / 2**20:.2f} MiB)")
 
 
 def test_tracemalloc_sees_numpy_temporaries():
@@ -115,7 +116,9 @@ def _rss_growth(fn):
 
 
 @pytest.mark.parametrize(
-    "shape, dtype, hyper", [CASES["matrix_f64"], CASES["batch_3d_f64"]], ids=["matrix_f64", "batch_3d_f64"]
+    "shape, dtype, hyper",
+    [CASES["matrix_f64"], CASES["batch_3d_f64"]],
+    ids=["matrix_f64", "batch_3d_f64"],
 )
 def test_step_allocates_no_n_by_m_array_rss(shape, dtype, hyper):
     """Also the memory Numba allocates: the resident set must not grow by an n x m array."""
@@ -126,4 +129,5 @@ def test_step_allocates_no_n_by_m_array_rss(shape, dtype, hyper):
     if premise is None or premise < 0.9 * matrix:
         pytest.skip("the peak RSS cannot be reset here, or does not show a new n x m array")
     growth = _rss_growth(lambda: opt.step(x, g))
-    assert growth < 0.25 * matrix, f"the resident set grew by {growth / 2**20:.1f} MiB during one step"
+    assert growth < 0.25 * matrix, (f"the resident set grew by {growth / 2**20:.1f} MiB "
+                                    "during one step")

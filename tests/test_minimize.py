@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import scipy.optimize as so
-from helpers import DTYPES, Problem, assert_close, dtype_id
-from reference import reference_minimize
 
 import fastfactor
 from fastfactor import adafactor
+from helpers import DTYPES, Problem, assert_close, dtype_id
+from reference import reference_minimize
 
 N_ITER = 25
 
@@ -18,7 +18,8 @@ TRAJECTORY_CASES = {
     "matrix_wide": ((3, 11), None, dict(beta1=0.9)),
     "3d": ((3, 4, 5), None, {}),
     "multi_block": ((59,), [(6, 5), (5,), (2, 3, 4)], {}),
-    "multi_block_hyper": ((59,), [(6, 5), (5,), (2, 3, 4)], dict(lr=lambda t: 0.2 / np.sqrt(t), beta1=0.5, weight_decay=0.01)),
+    "multi_block_hyper": ((59,), [(6, 5), (5,), (2, 3, 4)],
+                          dict(lr=lambda t: 0.2 / np.sqrt(t), beta1=0.5, weight_decay=0.01)),
     "multi_block_2d_x0": ((6, 5), [(4, 5), (10,)], dict(lr=0.05, scale_parameter=False)),
 }
 
@@ -53,7 +54,8 @@ def _check_result(res, problem, traj, dtype, n_iter=N_ITER):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
-@pytest.mark.parametrize("shape, shapes, hyper", TRAJECTORY_CASES.values(), ids=TRAJECTORY_CASES.keys())
+@pytest.mark.parametrize("shape, shapes, hyper", TRAJECTORY_CASES.values(),
+                         ids=TRAJECTORY_CASES.keys())
 def test_scipy_entry_point_trajectory(shape, shapes, hyper, dtype):
     problem = Problem(shape, dtype, seed=1, flat=True)
     flat_shapes = _flat_shapes(shape, shapes)
@@ -75,7 +77,8 @@ def test_scipy_entry_point_trajectory(shape, shapes, hyper, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
-@pytest.mark.parametrize("shape, shapes, hyper", TRAJECTORY_CASES.values(), ids=TRAJECTORY_CASES.keys())
+@pytest.mark.parametrize("shape, shapes, hyper", TRAJECTORY_CASES.values(),
+                         ids=TRAJECTORY_CASES.keys())
 def test_fastfactor_minimize_trajectory(shape, shapes, hyper, dtype):
     problem = Problem(shape, dtype, seed=2)
     traj = _reference(problem, shapes, hyper)  # shapes=None: one block of x0's shape
@@ -83,7 +86,8 @@ def test_fastfactor_minimize_trajectory(shape, shapes, hyper, dtype):
     options = dict(maxiter=N_ITER, gtol=0.0, **hyper)
     if shapes is not None:
         options["shapes"] = shapes
-    res = fastfactor.minimize(problem.fun, problem.x0, jac=problem.grad, callback=callback, options=options)
+    res = fastfactor.minimize(problem.fun, problem.x0, jac=problem.grad, callback=callback,
+                              options=options)
     assert res.x.shape == shape
     assert np.shape(res.jac) == shape
     assert len(seen) == N_ITER
@@ -98,7 +102,8 @@ def test_default_shapes_of_fastfactor_minimize_factor_the_matrix():
     problem = Problem((8, 6), seed=3)
     opts = dict(maxiter=10, gtol=0.0)
     as_matrix = fastfactor.minimize(problem.fun, problem.x0, jac=problem.grad, options=opts)
-    as_vector = fastfactor.minimize(problem.fun, problem.x0, jac=problem.grad, options=dict(opts, shapes=48))
+    as_vector = fastfactor.minimize(problem.fun, problem.x0, jac=problem.grad,
+                                    options=dict(opts, shapes=48))
     matrix_ref = _reference(problem, None, {}, 10)[-1]
     vector_ref = _reference(problem, [(48,)], {}, 10)[-1]
     assert not np.allclose(matrix_ref, vector_ref, rtol=1e-6, atol=0)
@@ -135,7 +140,8 @@ def test_gtol_stop_counts(rng):
     gtol = float(np.sort(gmax)[len(gmax) // 2])  # reached somewhere mid-way
     k = next(i for i, v in enumerate(gmax) if v <= gtol)
     assert 0 < k < 200
-    res = fastfactor.minimize(problem.fun, problem.x0, jac=problem.grad, options=dict(maxiter=200, gtol=gtol, **hyper))
+    res = fastfactor.minimize(problem.fun, problem.x0, jac=problem.grad,
+                              options=dict(maxiter=200, gtol=gtol, **hyper))
     assert res.status == 0 and res.success
     assert res.nit == k and res.nfev == k + 1 and res.njev == k + 1
     assert_close(res.x, traj[k])
@@ -155,10 +161,11 @@ def test_scale_invariance(shape, entry):
         seen, callback = _recorder()
         opts = dict(maxiter=30, gtol=0.0, beta1=0.9)
         if entry == "scipy":
-            so.minimize(problem.fun, problem.x0, method=adafactor, jac=problem.grad, callback=callback,
-                        options=dict(opts, shapes=shape))
+            so.minimize(problem.fun, problem.x0, method=adafactor, jac=problem.grad,
+                        callback=callback, options=dict(opts, shapes=shape))
         else:
-            fastfactor.minimize(problem.fun, problem.x0, jac=problem.grad, callback=callback, options=opts)
+            fastfactor.minimize(problem.fun, problem.x0, jac=problem.grad, callback=callback,
+                                options=opts)
         runs.append(np.array(seen))
     assert runs[0].shape[0] == 30
     assert not np.allclose(runs[0][0], runs[0][-1])  # it moved
@@ -192,7 +199,8 @@ def test_converges_least_squares_scipy():
         method=adafactor,
         jac=True,
         # a fixed step keeps the (clipped, normalised) updates at their size: decay it
-        options=dict(shapes=(n, m), maxiter=20_000, gtol=1e-7, lr=lambda t: 0.1 * 0.998**t, scale_parameter=False),
+        options=dict(shapes=(n, m), maxiter=20_000, gtol=1e-7, lr=lambda t: 0.1 * 0.998**t,
+                     scale_parameter=False),
     )
     assert res.success and res.status == 0, res.message
     assert np.max(np.abs(res.jac)) <= 1e-7
@@ -219,7 +227,8 @@ def test_converges_low_rank_fit():
         x0,
         method=adafactor,
         jac=True,
-        options=dict(shapes=[(n, k), (m, k)], maxiter=20_000, gtol=1e-6, lr=lambda t: 0.1 * 0.999**t),
+        options=dict(shapes=[(n, k), (m, k)], maxiter=20_000, gtol=1e-6,
+                     lr=lambda t: 0.1 * 0.999**t),
     )
     assert res.success, res.message
     assert np.max(np.abs(res.jac)) <= 1e-6

@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 import pytest
+
 from helpers import DTYPES, assert_close, dtype_id, gradient_stream, random_blocks
 from reference import ReferenceAdafactor
 
@@ -79,7 +80,7 @@ def test_numpy_baseline_matches_reference(dtype, case, hyper, rng):
         out = baseline.step(xs, gs)                     # in place
         assert out is xs
         expected = ref.step(before, gs)
-        for i, (x, x0, e) in enumerate(zip(xs, before, expected)):
+        for i, (x, x0, e) in enumerate(zip(xs, before, expected, strict=True)):
             assert x.dtype == np.dtype(dtype) and x.shape == shapes[i]
             where = f"step {k}, block {i} {shapes[i]}"
             # The update itself, at its own scale (x - u loses u's low digits to x's).
@@ -90,7 +91,7 @@ def test_numpy_baseline_matches_reference(dtype, case, hyper, rng):
             assert_close(x, e, dtype=dtype, scale=x_scale, err_msg="parameters, " + where)
             np.copyto(x, e)  # both go on from the same point; their states stay their own
     assert baseline.t == ref.t == N_STEPS
-    for i, (st, block) in enumerate(zip(baseline.state, ref.blocks)):
+    for i, (st, block) in enumerate(zip(baseline.state, ref.blocks, strict=True)):
         if block.factored:
             assert_close(st["r"], block.R, dtype=dtype, scale=float(np.max(block.R)),
                          err_msg=f"R of block {i}")

@@ -15,8 +15,8 @@ from reference import (
     G1,
     R1,
     RMS_U1,
-    UHAT1,
     U1,
+    UHAT1,
     V1,
     X0,
     X1,
@@ -25,6 +25,7 @@ from reference import (
     reference_minimize,
     split_flat,
 )
+
 
 def _rms(a):
     return math.sqrt(float(np.mean(np.square(a))))

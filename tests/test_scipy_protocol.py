@@ -5,11 +5,11 @@ import warnings
 import numpy as np
 import pytest
 import scipy.optimize as so
-from helpers import Problem, assert_close
-from reference import reference_minimize
 
 import fastfactor
 from fastfactor import adafactor
+from helpers import Problem, assert_close
+from reference import reference_minimize
 
 SHAPE = (4, 5)  # the problems of this module: a 4x5 matrix, flat for the SciPy entry point
 
@@ -30,7 +30,8 @@ def run_scipy(problem, jac="grad", **kwargs):
 
 def reference(problem, n_iter, bounds=None, **hyper):
     """The reference iterates of ``problem`` (one SHAPE block), each of SHAPE."""
-    traj = reference_minimize(problem.grad_shaped, problem.x0, n_iter, shapes=[SHAPE], bounds=bounds, **hyper)
+    traj = reference_minimize(problem.grad_shaped, problem.x0, n_iter, shapes=[SHAPE],
+                              bounds=bounds, **hyper)
     return [x.reshape(SHAPE) for x in traj]
 
 
@@ -75,7 +76,8 @@ def test_jac_true(entry):
     elif entry == "adafactor_direct":
         res = adafactor(p.fun_and_grad, p.x0, jac=True, shapes=SHAPE, maxiter=12, gtol=0.0)
     else:
-        res = fastfactor.minimize(p.fun_and_grad, p.x0, jac=True, options=dict(maxiter=12, gtol=0.0))
+        res = fastfactor.minimize(p.fun_and_grad, p.x0, jac=True,
+                                  options=dict(maxiter=12, gtol=0.0))
     np.testing.assert_array_equal(res.x.ravel(), expected.x)
     assert res.nit == 12
     assert p.nfun == res.nfev == 13  # each point evaluated once
@@ -134,10 +136,12 @@ def test_args_reach_fun_and_jac():
         seen.append(("g", shift, scale))
         return 2 * scale * (x - shift)
 
-    res = so.minimize(fun, np.zeros(6), args=(c, 3.0), method=adafactor, jac=jac, options=dict(maxiter=3, gtol=0))
+    res = so.minimize(fun, np.zeros(6), args=(c, 3.0), method=adafactor, jac=jac,
+                      options=dict(maxiter=3, gtol=0))
     assert res.nit == 3
     assert len(seen) == 8 and all(s[1] is c and s[2] == 3.0 for s in seen)
-    res2 = fastfactor.minimize(fun, np.zeros(6), args=(c, 3.0), jac=jac, options=dict(maxiter=3, gtol=0))
+    res2 = fastfactor.minimize(fun, np.zeros(6), args=(c, 3.0), jac=jac,
+                               options=dict(maxiter=3, gtol=0))
     np.testing.assert_array_equal(res.x, res2.x)
 
 
@@ -157,7 +161,8 @@ def test_callback_xk_form(entry):
     if entry == "scipy":
         res = run_scipy(p, callback=callback, maxiter=10, gtol=0.0)
     else:
-        res = fastfactor.minimize(p.fun, p.x0, jac=p.grad, callback=callback, options=dict(maxiter=10, gtol=0.0))
+        res = fastfactor.minimize(p.fun, p.x0, jac=p.grad, callback=callback,
+                                  options=dict(maxiter=10, gtol=0.0))
     assert len(got) == res.nit == 10
     for k, xk in enumerate(got):
         assert xk.shape == p.x0.shape
@@ -178,7 +183,8 @@ def test_callback_intermediate_result_form(entry):
     if entry == "scipy":
         res = run_scipy(p, callback=callback, maxiter=10, gtol=0.0)
     else:
-        res = fastfactor.minimize(p.fun, p.x0, jac=p.grad, callback=callback, options=dict(maxiter=10, gtol=0.0))
+        res = fastfactor.minimize(p.fun, p.x0, jac=p.grad, callback=callback,
+                                  options=dict(maxiter=10, gtol=0.0))
     assert len(got) == 10
     for k, r in enumerate(got):
         assert np.shape(r.x) == p.x0.shape
@@ -206,11 +212,13 @@ def test_callback_stop_iteration(entry, form):
         if len(calls) == 4:
             raise StopIteration
 
-    callback = stop_at_4 if form == "xk" else (lambda intermediate_result: stop_at_4(intermediate_result.x))
+    callback = (stop_at_4 if form == "xk"
+                else (lambda intermediate_result: stop_at_4(intermediate_result.x)))
     if entry == "scipy":
         res = run_scipy(p, callback=callback, maxiter=50, gtol=0.0)
     else:
-        res = fastfactor.minimize(p.fun, p.x0, jac=p.grad, callback=callback, options=dict(maxiter=50, gtol=0.0))
+        res = fastfactor.minimize(p.fun, p.x0, jac=p.grad, callback=callback,
+                                  options=dict(maxiter=50, gtol=0.0))
     assert res.status == 99 and res.success is False
     assert isinstance(res.message, str) and res.message
     assert len(calls) == 4
@@ -238,7 +246,7 @@ UB = LB + 1.5
 
 
 def _bound_forms():
-    pairs = list(zip(LB, UB))
+    pairs = list(zip(LB, UB, strict=True))
     return {
         "Bounds": so.Bounds(LB, UB),
         "sequence": pairs,
@@ -263,7 +271,8 @@ def test_bounds_trajectory(form):
     assert np.any(x0 < LB) and np.any(x0 > UB)
     seen = []
     hyper = dict(lr=0.1, beta1=0.5)
-    res = run_scipy(p, bounds=bounds, callback=lambda xk: seen.append(np.array(xk)), maxiter=20, gtol=0.0, **hyper)
+    res = run_scipy(p, bounds=bounds, callback=lambda xk: seen.append(np.array(xk)), maxiter=20,
+                    gtol=0.0, **hyper)
     np.testing.assert_array_equal(p.x0, x0)  # x0 not clipped in place
     np.testing.assert_array_equal(first_x[0], np.clip(x0, LB, UB))  # but the run starts inside
     traj = reference_minimize(p.grad_shaped, x0, 20, shapes=[SHAPE], bounds=(LB, UB), **hyper)
@@ -282,7 +291,8 @@ def test_bounds_with_none_and_infinite_entries():
     ub = np.array([np.inf, 1.0, np.inf, 2.0, 0.0, np.inf])
     opts = dict(maxiter=15, gtol=0.0)
     res_pairs = so.minimize(p.fun, p.x0, method=adafactor, jac=p.grad, bounds=pairs, options=opts)
-    res_box = so.minimize(p.fun, p.x0, method=adafactor, jac=p.grad, bounds=so.Bounds(lb, ub), options=opts)
+    res_box = so.minimize(p.fun, p.x0, method=adafactor, jac=p.grad, bounds=so.Bounds(lb, ub),
+                          options=opts)
     np.testing.assert_array_equal(res_pairs.x, res_box.x)
     traj = reference_minimize(p.grad_shaped, p.x0, 15, bounds=(lb, ub))
     assert_close(res_pairs.x, traj[-1])
@@ -296,7 +306,8 @@ def test_bounds_fastfactor_minimize_matrix():
     lb_copy, ub_copy = lb.copy(), ub.copy()
     seen = []
     res = fastfactor.minimize(p.fun, p.x0, jac=p.grad, bounds=so.Bounds(lb, ub),
-                              callback=lambda xk: seen.append(np.array(xk)), options=dict(maxiter=10, gtol=0.0))
+                              callback=lambda xk: seen.append(np.array(xk)),
+                              options=dict(maxiter=10, gtol=0.0))
     traj = reference_minimize(p.grad_shaped, p.x0, 10, bounds=(lb, ub))
     assert res.x.shape == SHAPE
     assert_close(res.x, traj[-1])
@@ -304,8 +315,9 @@ def test_bounds_fastfactor_minimize_matrix():
     np.testing.assert_array_equal(lb, lb_copy)
     np.testing.assert_array_equal(ub, ub_copy)
     # one (lo, hi) pair per element, in C order
-    pairs = list(zip(lb.ravel(), ub.ravel()))
-    res2 = fastfactor.minimize(p.fun, p.x0, jac=p.grad, bounds=pairs, options=dict(maxiter=10, gtol=0.0))
+    pairs = list(zip(lb.ravel(), ub.ravel(), strict=True))
+    res2 = fastfactor.minimize(p.fun, p.x0, jac=p.grad, bounds=pairs,
+                               options=dict(maxiter=10, gtol=0.0))
     np.testing.assert_array_equal(res2.x, res.x)
 
 
@@ -325,7 +337,8 @@ def test_projected_gradient_stops_on_the_boundary():
     gtol = 1e-6
     res = so.minimize(fun, np.zeros(5), method=adafactor, jac=jac, bounds=so.Bounds(lb, ub),
                       callback=lambda xk: seen.append(np.array(xk)),
-                      options=dict(maxiter=5000, gtol=gtol, lr=lambda t: 0.1 * 0.995**t, scale_parameter=False))
+                      options=dict(maxiter=5000, gtol=gtol, lr=lambda t: 0.1 * 0.995**t,
+                                   scale_parameter=False))
     assert res.status == 0 and res.success, res.message
     assert np.max(np.abs(res.jac)) > 1.0  # the plain gradient is not small...
     projected = np.max(np.abs(np.clip(res.x - res.jac, lb, ub) - res.x))
@@ -381,7 +394,8 @@ def test_unknown_option_warns(entry):
         if entry == "scipy":
             res = run_scipy(p, maxiter=2, learning_rate=0.1)
         elif entry == "fastfactor":
-            res = fastfactor.minimize(p.fun, p.x0, jac=p.grad, options=dict(maxiter=2, learning_rate=0.1))
+            res = fastfactor.minimize(p.fun, p.x0, jac=p.grad,
+                                      options=dict(maxiter=2, learning_rate=0.1))
         else:
             res = adafactor(p.fun, p.x0, jac=p.grad, maxiter=2, learning_rate=0.1)
     assert res.nit == 2
@@ -397,7 +411,8 @@ def test_known_options_do_not_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         res = so.minimize(p.fun, p.x0, method=adafactor, jac=p.grad, options=options)
-        res_tol = so.minimize(p.fun, p.x0, method=adafactor, jac=p.grad, tol=0.0, options=dict(maxiter=3))
+        res_tol = so.minimize(p.fun, p.x0, method=adafactor, jac=p.grad, tol=0.0,
+                              options=dict(maxiter=3))
     assert res.nit == 3 and res_tol.nit == 3
 
 
@@ -434,8 +449,10 @@ def test_tol_sets_gtol():
     a = run_scipy(_gtol_problem(), maxiter=3000, gtol=gtol, **GTOL_HYPER)
     b = run_scipy(_gtol_problem(), maxiter=3000, tol=gtol, **GTOL_HYPER)
     p = Problem(SHAPE, seed=18)  # the same problem, matrix-shaped
-    c = fastfactor.minimize(p.fun, p.x0, jac=p.grad, options=dict(maxiter=3000, tol=gtol, **GTOL_HYPER))
-    d = fastfactor.minimize(p.fun, p.x0, jac=p.grad, tol=gtol, options=dict(maxiter=3000, **GTOL_HYPER))
+    c = fastfactor.minimize(p.fun, p.x0, jac=p.grad,
+                            options=dict(maxiter=3000, tol=gtol, **GTOL_HYPER))
+    d = fastfactor.minimize(p.fun, p.x0, jac=p.grad, tol=gtol,
+                            options=dict(maxiter=3000, **GTOL_HYPER))
     default = run_scipy(_gtol_problem(), maxiter=3000, **GTOL_HYPER)  # gtol = 1e-5
     for r in (a, b, c, d):
         assert r.status == 0 and r.success
@@ -542,9 +559,11 @@ def test_status_2_non_finite(entry, where, value):
     x0 = np.zeros(6)
     opts = dict(maxiter=100, gtol=0.0, **hyper)
     if entry == "scipy":
-        res = so.minimize(b.fun, x0, method=adafactor, jac=b.grad, callback=lambda x: seen.append(x), options=opts)
+        res = so.minimize(b.fun, x0, method=adafactor, jac=b.grad,
+                          callback=lambda x: seen.append(x), options=opts)
     else:
-        res = fastfactor.minimize(b.fun, x0, jac=b.grad, callback=lambda x: seen.append(x), options=opts)
+        res = fastfactor.minimize(b.fun, x0, jac=b.grad, callback=lambda x: seen.append(x),
+                                  options=opts)
     traj = reference_minimize(lambda x: x - 5.0, x0, 6, **hyper)
     assert traj[5][0] < b.limit < traj[6][0]  # the premise
     assert res.status == 2 and res.success is False
@@ -576,7 +595,8 @@ def test_x0_not_mutated(entry):
     if entry == "scipy":
         res = run_scipy(p, maxiter=5, bounds=so.Bounds(-0.1, 0.1))
     else:
-        res = fastfactor.minimize(p.fun, x0, jac=p.grad, bounds=so.Bounds(-0.1, 0.1), options=dict(maxiter=5))
+        res = fastfactor.minimize(p.fun, x0, jac=p.grad, bounds=so.Bounds(-0.1, 0.1),
+                                  options=dict(maxiter=5))
     np.testing.assert_array_equal(x0, before)
     assert not np.shares_memory(res.x, x0)
     assert res.nit == 5
@@ -597,10 +617,11 @@ def test_points_given_to_fun_are_not_overwritten_later():
         jac_points.append(x)
         return grad(x)
 
-    so.minimize(keeping_fun, p.x0, method=adafactor, jac=keeping_jac, options=dict(shapes=SHAPE, maxiter=6, gtol=0))
+    so.minimize(keeping_fun, p.x0, method=adafactor, jac=keeping_jac,
+                options=dict(shapes=SHAPE, maxiter=6, gtol=0))
     traj = reference(p, 6)
     assert len(fun_points) == 7
-    for k, (xf, xg) in enumerate(zip(fun_points, jac_points)):
+    for k, (xf, xg) in enumerate(zip(fun_points, jac_points, strict=True)):
         assert_close(np.reshape(xf, SHAPE), traj[k], err_msg=f"fun point {k}")
         assert_close(np.reshape(xg, SHAPE), traj[k], err_msg=f"jac point {k}")
 

@@ -4,10 +4,10 @@ import pickle
 
 import numpy as np
 import pytest
-from helpers import DTYPES, assert_close, dtype_id, gradient_stream, random_blocks
-from reference import ALPHA1, C1, G1, R1, X0, X1, ReferenceAdafactor
 
 from fastfactor import Adafactor
+from helpers import DTYPES, assert_close, dtype_id, gradient_stream, random_blocks
+from reference import ALPHA1, C1, G1, R1, X0, X1, ReferenceAdafactor
 
 N_STEPS = 20
 
@@ -21,9 +21,9 @@ def run_both(shapes, dtype, hyper, rng, n_steps=N_STEPS, check_every_step=True):
     for k, grads in enumerate(gradient_stream(rng, shapes, dtype, n_steps)):
         ret = opt.step(params, grads)
         ref_params = ref.step(ref_params, grads)
-        assert ret is params or all(a is b for a, b in zip(ret, params))
+        assert ret is params or all(a is b for a, b in zip(ret, params, strict=True))
         if check_every_step or k == n_steps - 1:
-            for i, (p, q) in enumerate(zip(params, ref_params)):
+            for i, (p, q) in enumerate(zip(params, ref_params, strict=True)):
                 assert p.dtype == np.dtype(dtype)
                 assert_close(p, q, dtype, err_msg=f"step {k + 1}, block {i} {shapes[i]}")
     return opt, ref, params
@@ -119,7 +119,8 @@ HYPER_CASES = {
     "eps1_large": dict(eps1=1e-2),
     "eps2_large": dict(eps2=10.0),
     "min_dim_size": dict(min_dim_size_to_factor=6),
-    "combined": dict(lr=0.02, beta1=0.8, weight_decay=0.1, scale_parameter=False, clip_threshold=2.0),
+    "combined": dict(lr=0.02, beta1=0.8, weight_decay=0.1, scale_parameter=False,
+                     clip_threshold=2.0),
 }
 
 # (6, 5) is left unfactored by min_dim_size_to_factor=6, (8, 6) and (2, 7, 6) are not
@@ -133,7 +134,7 @@ def test_hyper_against_reference(hyper, dtype, rng):
     # the state matches the reference's too
     state = opt.state_dict()
     assert state["t"] == N_STEPS
-    for block, rblock in zip(state["blocks"], ref.blocks):
+    for block, rblock in zip(state["blocks"], ref.blocks, strict=True):
         if rblock.factored:
             assert set(block) >= {"row", "col"} and "v" not in block
             assert_close(block["row"], rblock.R, dtype, scale=0.0)
@@ -194,7 +195,7 @@ def test_relative_step_after_ten_thousand_steps(rng):
     for g in grads:
         fresh.step(params, g)
         ref_params = ref.step(ref_params, g)
-    for p, q in zip(params, ref_params):
+    for p, q in zip(params, ref_params, strict=True):
         assert_close(p, q)
     assert fresh.state_dict()["t"] == 40_002
 
@@ -213,7 +214,8 @@ def test_single_block_api_and_int_shape():
 def test_list_of_blocks_returns_params():
     W, b = np.ones((4, 3)), np.zeros(3)
     params = [W, b]
-    out = Adafactor([(4, 3), (3,)], lr=0.1, scale_parameter=False).step(params, [np.ones((4, 3)), -np.ones(3)])
+    out = Adafactor([(4, 3), (3,)], lr=0.1, scale_parameter=False).step(
+        params, [np.ones((4, 3)), -np.ones(3)])
     assert out[0] is W and out[1] is b
     np.testing.assert_allclose(W, 0.9)
     np.testing.assert_allclose(b, 0.1)
@@ -227,7 +229,7 @@ def test_gradients_not_mutated(rng):
     opt = Adafactor(shapes, beta1=0.9, weight_decay=0.1)
     for _ in range(3):
         opt.step(params, grads)
-    for g, s in zip(grads, saved):
+    for g, s in zip(grads, saved, strict=True):
         np.testing.assert_array_equal(g, s)
 
 
@@ -257,7 +259,8 @@ def _layouts(rng):
 
 
 @pytest.mark.parametrize("beta1", [None, 0.9])
-@pytest.mark.parametrize("layout", range(8), ids=[n for n, *_ in _layouts(np.random.default_rng(0))])
+@pytest.mark.parametrize("layout", range(8),
+                         ids=[n for n, *_ in _layouts(np.random.default_rng(0))])
 def test_non_contiguous_params_in_place(layout, beta1):
     rng = np.random.default_rng(layout)
     name, x, base = _layouts(rng)[layout]
@@ -293,7 +296,7 @@ def test_non_contiguous_gradients(rng):
         grads = [gbig[:6, ::-1][:, :7], rng.standard_normal(24)[::3]]  # both non-contiguous
         opt.step(params, grads)
         ref_params = ref.step(ref_params, grads)
-    for p, q in zip(params, ref_params):
+    for p, q in zip(params, ref_params, strict=True):
         assert_close(p, q)
 
 
@@ -320,12 +323,18 @@ def test_mixed_layouts_same_optimizer(rng):
 @pytest.mark.parametrize(
     "params, grads",
     [
-        pytest.param(lambda: [np.zeros((4, 3)), np.zeros(3)], lambda: [np.ones((3, 4)), np.ones(3)], id="grad_transposed"),
-        pytest.param(lambda: [np.zeros((4, 3)), np.zeros(3)], lambda: [np.ones((4, 3)), np.ones(4)], id="grad_vector_size"),
-        pytest.param(lambda: [np.zeros((4, 3)), np.zeros(3)], lambda: [np.ones(12), np.ones(3)], id="grad_flat"),
-        pytest.param(lambda: [np.zeros((3, 4)), np.zeros(3)], lambda: [np.ones((4, 3)), np.ones(3)], id="param_shape"),
-        pytest.param(lambda: [np.zeros((4, 3))], lambda: [np.ones((4, 3))], id="too_few_params"),
-        pytest.param(lambda: [np.zeros((4, 3)), np.zeros(3)], lambda: [np.ones((4, 3))], id="too_few_grads"),
+        pytest.param(lambda: [np.zeros((4, 3)), np.zeros(3)],
+                     lambda: [np.ones((3, 4)), np.ones(3)], id="grad_transposed"),
+        pytest.param(lambda: [np.zeros((4, 3)), np.zeros(3)],
+                     lambda: [np.ones((4, 3)), np.ones(4)], id="grad_vector_size"),
+        pytest.param(lambda: [np.zeros((4, 3)), np.zeros(3)],
+                     lambda: [np.ones(12), np.ones(3)], id="grad_flat"),
+        pytest.param(lambda: [np.zeros((3, 4)), np.zeros(3)],
+                     lambda: [np.ones((4, 3)), np.ones(3)], id="param_shape"),
+        pytest.param(lambda: [np.zeros((4, 3))],
+                     lambda: [np.ones((4, 3))], id="too_few_params"),
+        pytest.param(lambda: [np.zeros((4, 3)), np.zeros(3)],
+                     lambda: [np.ones((4, 3))], id="too_few_grads"),
         pytest.param(
             lambda: [np.zeros((4, 3)), np.zeros(3), np.zeros(3)],
             lambda: [np.ones((4, 3)), np.ones(3), np.ones(3)],
@@ -339,7 +348,7 @@ def test_shape_mismatch_raises(params, grads):
     before = [a.copy() for a in p]
     with pytest.raises(ValueError):
         opt.step(p, grads())
-    for a, b in zip(p, before):
+    for a, b in zip(p, before, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -394,7 +403,8 @@ RESUME_CASES = {
     "default_f64": ([(6, 5), (7,)], np.float64, {}),
     "beta1_f64": ([(6, 5), (2, 3, 4), (7,)], np.float64, dict(beta1=0.9, weight_decay=0.01)),
     "beta1_f32": ([(6, 5), (7,)], np.float32, dict(beta1=0.9)),
-    "warmup_unfactored_f32": ([(6, 5), (2, 3, 4)], np.float32, dict(warmup_init=True, min_dim_size_to_factor=4)),
+    "warmup_unfactored_f32": ([(6, 5), (2, 3, 4)], np.float32,
+                              dict(warmup_init=True, min_dim_size_to_factor=4)),
 }
 
 
@@ -416,14 +426,14 @@ def test_resume_is_bit_identical(shapes, dtype, hyper, rng):
         resumed = [p.copy() for p in at10]
         for g in grads[10:]:
             fresh.step(resumed, g)
-        for a, b in zip(resumed, params):
+        for a, b in zip(resumed, params, strict=True):
             assert np.array_equal(a, b)
     # and it was not just the same as restarting from scratch
     restarted = [p.copy() for p in at10]
     scratch = Adafactor(shapes, **hyper)
     for g in grads[10:]:
         scratch.step(restarted, g)
-    assert not all(np.array_equal(a, b) for a, b in zip(restarted, params))
+    assert not all(np.array_equal(a, b) for a, b in zip(restarted, params, strict=True))
 
 
 def test_state_dict_pickle_round_trip(rng):
@@ -436,7 +446,7 @@ def test_state_dict_pickle_round_trip(rng):
     back = pickle.loads(pickle.dumps(state))
     assert back["t"] == state["t"] == 3
     assert len(back["blocks"]) == 3
-    for b1, b2 in zip(state["blocks"], back["blocks"]):
+    for b1, b2 in zip(state["blocks"], back["blocks"], strict=True):
         assert set(b1) == set(b2)
         for key in b1:
             assert np.array_equal(b1[key], b2[key])
@@ -449,7 +459,7 @@ def test_state_dict_pickle_round_trip(rng):
     fresh.load_state_dict(back)
     again = fresh.state_dict()
     assert again["t"] == 3
-    for b1, b2 in zip(state["blocks"], again["blocks"]):
+    for b1, b2 in zip(state["blocks"], again["blocks"], strict=True):
         for key in b1:
             assert np.array_equal(b1[key], b2[key])
 
@@ -471,7 +481,7 @@ def test_state_dict_picklable_with_callable_lr(rng):
     fresh.load_state_dict(state)
     for g in grads[3:]:
         fresh.step(resumed, g)
-    for a, b in zip(resumed, params):
+    for a, b in zip(resumed, params, strict=True):
         assert np.array_equal(a, b)
 
 
@@ -485,13 +495,14 @@ def test_state_dict_before_first_step_round_trips(rng):
     g = random_blocks(rng, shapes, np.float64)
     Adafactor(shapes).step(a, g)
     fresh.step(b, g)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert np.array_equal(x, y)
 
 
 def test_load_state_dict_wrong_shapes_raises(rng):
     opt = Adafactor([(4, 3), (3,)])
-    opt.step(random_blocks(rng, [(4, 3), (3,)], np.float64), random_blocks(rng, [(4, 3), (3,)], np.float64))
+    opt.step(random_blocks(rng, [(4, 3), (3,)], np.float64),
+             random_blocks(rng, [(4, 3), (3,)], np.float64))
     other = Adafactor([(3, 4), (3,)])
     with pytest.raises(ValueError):
         other.load_state_dict(opt.state_dict())
@@ -521,22 +532,23 @@ def test_non_finite_gradient_refused_atomically(dtype, bad, bad_block, rng):
     poisoned[bad_block].flat[3] = bad
     with pytest.raises(ValueError, match=f"block {bad_block}.*NaN or inf"):
         opt.step(params, poisoned)
-    for p, q in zip(params, before_params):
+    for p, q in zip(params, before_params, strict=True):
         np.testing.assert_array_equal(p, q)
     after_state = opt.state_dict()
     assert after_state["t"] == before_state["t"] == 2
-    for blk_a, blk_b in zip(after_state["blocks"], before_state["blocks"]):
+    for blk_a, blk_b in zip(after_state["blocks"], before_state["blocks"], strict=True):
         for key in blk_a:
             np.testing.assert_array_equal(blk_a[key], blk_b[key])
     # The refused step leaves no trace: the run goes on as if it never happened.
     for grads in stream[2:]:
         opt.step(params, grads)
         ref_params = ref.step(ref_params, grads)
-    for p, q in zip(params, ref_params):
+    for p, q in zip(params, ref_params, strict=True):
         assert_close(p, q, dtype)
 
 
-@pytest.mark.parametrize("shape", [(300, 256), (70_000,)], ids=["parallel_matrix", "parallel_vector"])
+@pytest.mark.parametrize("shape", [(300, 256), (70_000,)],
+                         ids=["parallel_matrix", "parallel_vector"])
 def test_non_finite_gradient_refused_by_parallel_kernels(shape, rng):
     x = rng.standard_normal(shape)
     g = rng.standard_normal(shape)

@@ -101,7 +101,7 @@ def test_matrix_completion_recovers_low_rank_matrix():
     assert np.linalg.norm(U @ V.T - M) < 1e-3 * np.linalg.norm(M)  # unobserved entries too
 
 
-# --- batch sources ---------------------------------------------------------------------------------
+# --- batch sources -------------------------------------------------------------------------
 
 
 def test_list_is_reiterated_per_epoch():
@@ -155,7 +155,7 @@ def test_default_maxiter_and_eval_every():
     np.testing.assert_array_equal(res.history["nit"], [0, 7, 14, 21, 28, 30])
 
 
-# --- stopping rules ------------------------------------------------------------------------------------
+# --- stopping rules ------------------------------------------------------------------------
 
 
 def test_target_stops_successfully():
@@ -203,7 +203,7 @@ def test_restore_best_returns_the_best_evaluated_iterate():
     assert res.nit == 200
 
 
-# --- NaN, callback, history, disp, progress ----------------------------------------------------------
+# --- NaN, callback, history, disp, progress ------------------------------------------------
 
 
 def test_nan_returns_the_previous_iterate():
@@ -317,7 +317,7 @@ def test_progress_with_and_without_tqdm(monkeypatch):
     assert res.nit == 5
 
 
-# --- jac forms, shapes, dtypes ----------------------------------------------------------------------
+# --- jac forms, shapes, dtypes -------------------------------------------------------------
 
 
 @pytest.mark.parametrize("form", ["callable", True, None, "3-point"])
@@ -355,7 +355,7 @@ def test_shapes_and_float32():
     np.testing.assert_array_equal(x0, x0_copy)
 
 
-# --- minibatches ------------------------------------------------------------------------------------
+# --- minibatches ---------------------------------------------------------------------------
 
 
 def test_minibatches_cover_every_row_once_per_epoch():
@@ -378,7 +378,7 @@ def test_minibatches_cover_every_row_once_per_epoch():
     assert isinstance(single, np.ndarray) and np.shares_memory(single, X)
 
 
-# --- bad input -----------------------------------------------------------------------------------------
+# --- bad input -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("batches, options, exc, words", [

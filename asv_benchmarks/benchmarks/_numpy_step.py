@@ -54,7 +54,7 @@ class NumpyAdafactor:
         t = self.t
         rho = min(1e-2, 1.0 / math.sqrt(t))
         beta2 = 1.0 - t ** self.decay_rate
-        for x, g, st in zip(params, grads, self.state):
+        for x, g, st in zip(params, grads, self.state, strict=True):
             alpha = max(self.eps2, _rms(x)) * rho
             if "v" in st:
                 u = self._unfactored(g, st["v"], beta2)

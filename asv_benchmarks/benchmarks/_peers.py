@@ -41,7 +41,7 @@ def _need(module):
 def _torch_params(torch, case, dtype):
     xs, gs = arrays(case, dtype)
     params = []
-    for x, g in zip(xs, gs):
+    for x, g in zip(xs, gs, strict=True):
         p = torch.nn.Parameter(torch.from_numpy(x))     # shares x's memory
         p.grad = torch.from_numpy(g)
         params.append(p)
@@ -52,7 +52,8 @@ def torch_stepper(case, dtype):
     def build():
         torch = _need("torch")
         if not hasattr(torch.optim, "Adafactor"):
-            raise NotImplementedError(f"torch {torch.__version__} has no torch.optim.Adafactor (needs >= 2.5)")
+            raise NotImplementedError(f"torch {torch.__version__} has no torch.optim.Adafactor "
+                                      "(needs >= 2.5)")
         params = _torch_params(torch, case, dtype)
         opt = torch.optim.Adafactor(params, lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0,
                                     weight_decay=0.0, foreach=False)

@@ -16,7 +16,8 @@ Run as a script (what ``asv_benchmarks/gpu_check.sh`` does), it prints one table
 those numbers for 8192x8192 and 16384x16384 float32 (``--dry-run``: tiny sizes, and it
 runs in Numba's CUDA simulator, where the times mean nothing)::
 
-    python asv_benchmarks/benchmarks/bench_gpu.py [--dry-run] [--tests "53 passed in 80s" --tests-ok 1]
+    python asv_benchmarks/benchmarks/bench_gpu.py [--dry-run] \\
+        [--tests "53 passed in 80s" --tests-ok 1]
 
 The module imports nothing CUDA at import time and does not use the other modules
 of the suite, so that the script runs from a bare checkout.
@@ -324,10 +325,10 @@ def table(dry_run=False, tests=None, tests_ok=None):
     widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
     rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
     print(rule)
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |")
     print(rule)
     for r in rows:
-        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |")
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
     print(rule)
     print("overall:", ("PASS" if ok else "FAIL") + (" (dry run: only the tests are checked)"
                                                     if dry_run else ""))

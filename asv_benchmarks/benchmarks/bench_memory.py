@@ -13,9 +13,20 @@ Target for fastfactor: under 0.05 (5% of one n x m array) at every size. The pla
 NumPy step is beside it for contrast (one n x m temporary: about 1.0).
 """
 
-from ._common import (DTYPES, LARGE_CASES, SMALL_CASES, StepperCases, extra_peak_rss,
-                      extra_peak_tracemalloc, fastfactor_stepper, numpy_stepper, param_bytes,
-                      pick, prepare_rss_probe, rss_probe_available)
+from ._common import (
+    DTYPES,
+    LARGE_CASES,
+    SMALL_CASES,
+    StepperCases,
+    extra_peak_rss,
+    extra_peak_tracemalloc,
+    fastfactor_stepper,
+    numpy_stepper,
+    param_bytes,
+    pick,
+    prepare_rss_probe,
+    rss_probe_available,
+)
 
 #: The NumPy step for contrast on a few cases only (its large steps are slow).
 NUMPY_CASES = pick(["64x48", "1000", "10*32x32"], ["4096x4096", "16777216", "64x64", "200*32x32"])

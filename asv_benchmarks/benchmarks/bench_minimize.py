@@ -60,6 +60,7 @@ def _x0():
 def _run(method, maxiter):
     """Seconds, nit and nfev of one minimization of ``maxiter`` iterations."""
     import scipy.optimize as so
+
     import fastfactor
     x0 = _x0()
     t0 = time.perf_counter()
@@ -108,7 +109,8 @@ class MinimizeOverhead:
         t1, nit1, nfev1 = self._best(method, n1)
         t2, nit2, nfev2 = self._best(method, n2)
         if nit2 <= nit1:
-            raise RuntimeError(f"{method} ran {nit2} iterations for maxiter={n2} and {nit1} for {n1}")
+            raise RuntimeError(f"{method} ran {nit2} iterations for maxiter={n2} "
+                               f"and {nit1} for {n1}")
         own = (t2 - t1) - (nfev2 - nfev1) * self.t_obj
         return 1e6 * own / (nit2 - nit1)
 
@@ -193,7 +195,8 @@ class LeastSquaresVsMinimize:
         for m in LSQ_METHODS:
             (t1, nit1), (t2, nit2) = best[m, n1], best[m, n2]
             if nit2 <= nit1:
-                raise RuntimeError(f"{m} ran {nit2} iterations for maxiter={n2} and {nit1} for {n1}")
+                raise RuntimeError(f"{m} ran {nit2} iterations for maxiter={n2} "
+                                   f"and {nit1} for {n1}")
             per[m] = (t2 - t1) / (nit2 - nit1)
         return per
 
@@ -261,7 +264,8 @@ class LargeMinimizeOverhead:
             t_copy = min(t_copy, _best_seconds(lambda: np.copyto(dst, x), calls, 1))
         (t1, nit1, nfev1), (t2, nit2, nfev2) = best[n1], best[n2]
         if nit2 <= nit1:
-            raise RuntimeError(f"minimize ran {nit2} iterations for maxiter={n2} and {nit1} for {n1}")
+            raise RuntimeError(f"minimize ran {nit2} iterations for maxiter={n2} "
+                               f"and {nit1} for {n1}")
         own = ((t2 - t1) - (nfev2 - nfev1) * t_obj) / (nit2 - nit1)
         peak = extra_peak_tracemalloc(lambda: run(LARGE_MEMORY_ITERS))
         return {"own": own, "step": t_step, "copy": t_copy, "objective": t_obj,

@@ -7,8 +7,16 @@ start-up never land in a sample. ``peakmem_`` is asv's peak RSS of the whole pro
 (arrays included); the extra memory of the step alone is ``bench_memory``'s.
 """
 
-from ._common import (DTYPES, LARGE_TIMING, SMALL_CASES, SMALL_TIMING, StepperCases,
-                      fastfactor_stepper, numpy_stepper, timing)
+from ._common import (
+    DTYPES,
+    LARGE_TIMING,
+    SMALL_CASES,
+    SMALL_TIMING,
+    StepperCases,
+    fastfactor_stepper,
+    numpy_stepper,
+    timing,
+)
 
 
 class _Step(StepperCases):

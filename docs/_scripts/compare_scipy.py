@@ -52,8 +52,8 @@ def deterministic():
         opts = {"shapes": shapes, "maxiter": 5000, "gtol": 1e-5, "lr": lr}
         so.minimize(fg, x0, jac=True, method=fastfactor.adafactor,
                     options=dict(opts, maxiter=2))  # compile first
-        res, s = timed(lambda: so.minimize(fg, x0, jac=True, method=fastfactor.adafactor,
-                                           options=opts))
+        res, s = timed(lambda opts=opts: so.minimize(fg, x0, jac=True,
+                                                     method=fastfactor.adafactor, options=opts))
         print(f"  Adafactor lr={label} nit={res.nit:5d} nfev={res.nfev:5d} "
               f"rel.err={rel_err(res.x):.1e} {s:.2f} s")
 
@@ -83,7 +83,8 @@ def stochastic(N=20000, d=100, k=20, batch=100, epochs=5, seed=1):
     w0 = np.zeros(d * k)
     res = so.minimize(noisy_fg, w0, jac=True, method="L-BFGS-B",
                       options={"maxfun": epochs * N // batch})
-    print(f"  L-BFGS-B on mini-batches      nfev={res.nfev:5d} rel.err={err(res.x.reshape(d, k)):.1e}"
+    print(f"  L-BFGS-B on mini-batches      nfev={res.nfev:5d} "
+          f"rel.err={err(res.x.reshape(d, k)):.1e}"
           f" success={res.success}"
           f"  ({res.message})")
 
@@ -106,7 +107,8 @@ def stochastic(N=20000, d=100, k=20, batch=100, epochs=5, seed=1):
         return 0.5 * np.sum(E * E) / N, (X.T @ E / N).ravel()
 
     res = so.minimize(full_fg, w0, jac=True, method="L-BFGS-B")
-    print(f"  L-BFGS-B on the full batch    nfev={res.nfev:5d} rel.err={err(res.x.reshape(d, k)):.1e}"
+    print(f"  L-BFGS-B on the full batch    nfev={res.nfev:5d} "
+          f"rel.err={err(res.x.reshape(d, k)):.1e}"
           f"  (each evaluation reads all {N} samples)")
 
 

@@ -158,7 +158,8 @@ def main(size="small", plot=True, out_dir=HERE):
           f"({conc.size} residuals, {p0.size} parameters)")
     print(f"{'':18}{'truth':>14}{'fastfactor':>14}{'SciPy':>14}{'std. error':>14}")
     ff, sp = out["fastfactor"]["res"], out["SciPy"]["res"]
-    rows = [("A (1/s)", np.exp(truth[0]), np.exp(ff.x[0]), np.exp(sp.x[0]), np.exp(sp.x[0]) * se[0]),
+    rows = [("A (1/s)", np.exp(truth[0]), np.exp(ff.x[0]), np.exp(sp.x[0]),
+             np.exp(sp.x[0]) * se[0]),
             ("Ea (kJ/mol)", truth[1] / 1e3, ff.x[1] / 1e3, sp.x[1] / 1e3, se[1] / 1e3),
             ("c0 of run 1", truth[2], ff.x[2], sp.x[2], se[2])]
     for label, *vals in rows:

@@ -186,7 +186,8 @@ def _plot(trace, lsqr_trace, out, n_rows, path):
     ax.loglog(p, e_avg, color="C0", lw=1.5,
               label=f"minimize_stochastic: average, {out['minibatch']['seconds']:.1f} s")
     p, e = np.array(lsqr_trace).T
-    ax.loglog(p, e, "o-", color="C1", ms=3, lw=1, label=f"scipy lsqr, {out['lsqr']['seconds']:.1f} s")
+    ax.loglog(p, e, "o-", color="C1", ms=3, lw=1,
+              label=f"scipy lsqr, {out['lsqr']['seconds']:.1f} s")
     stat = rel(out["x_ls"], out["x_true"])
     ax.axhline(stat, color="0.5", ls="--", lw=0.8)
     ax.text(p[0], stat * 1.15, "statistical error of x_ls", fontsize=8, color="0.3")

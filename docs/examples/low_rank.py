@@ -200,7 +200,8 @@ def state_bytes(problem):
     # SciPy's L-BFGS-B work arrays: 2 k N (the correction pairs) + 5 N + 11 k² + 8 k
     # float64, and 3 N int32.
     lbfgs = 8 * (2 * k * N + 5 * N + 11 * k * k + 8 * k) + 4 * 3 * N
-    return {"fastfactor": ff[0], "fastfactor, beta1=0.9": ff[1], "Adam": 8 * 2 * N, "L-BFGS-B": lbfgs, "parameters": 8 * N}
+    return {"fastfactor": ff[0], "fastfactor, beta1=0.9": ff[1], "Adam": 8 * 2 * N,
+            "L-BFGS-B": lbfgs, "parameters": 8 * N}
 
 
 #: (n, m, rank) of the projected state sizes printed at the end
@@ -272,7 +273,7 @@ def _plot(out, cfg, nnz, path):
         print("matplotlib is not installed: no plot")
         return None
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.6), gridspec_kw={"width_ratios": [3, 2]})
-    for name, color in zip(METHODS, COLORS):
+    for name, color in zip(METHODS, COLORS, strict=True):
         s, _, e = np.array(out[name]["trace"]).T
         ax1.semilogy(s, e, color=color, lw=1.2, label=f"{name} ({out[name]['nit']} it.)")
     ax1.axhline(TARGET, color="0.5", ls="--", lw=0.8)
@@ -286,7 +287,7 @@ def _plot(out, cfg, nnz, path):
     ax2.set_yscale("log")
     ax2.set_ylabel("optimizer state (MiB)")
     ax2.set_title(f"parameters: {out['state']['parameters'] / 2**20:.2f} MiB", fontsize=10)
-    for bar, v in zip(bars, vals):
+    for bar, v in zip(bars, vals, strict=True):
         ax2.text(bar.get_x() + bar.get_width() / 2, v * 1.1, f"{v:.2g}", ha="center", fontsize=8)
     ax2.set_ylim(min(vals) / 2, max(vals) * 4)
     fig.tight_layout()

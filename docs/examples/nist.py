@@ -108,7 +108,8 @@ def read_dat(path):
 
 def _rational3(b, x):
     x = x[0]
-    return (b[0] + b[1] * x + b[2] * x**2 + b[3] * x**3) / (1 + b[4] * x + b[5] * x**2 + b[6] * x**3)
+    return ((b[0] + b[1] * x + b[2] * x**2 + b[3] * x**3)
+            / (1 + b[4] * x + b[5] * x**2 + b[6] * x**3))
 
 
 def _gauss(b, x):
@@ -150,7 +151,8 @@ MODELS = {
     "Gauss2": _gauss,
     "Gauss3": _gauss,
     "Hahn1": _rational3,
-    "Kirby2": lambda b, x: (b[0] + b[1] * x[0] + b[2] * x[0] ** 2) / (1 + b[3] * x[0] + b[4] * x[0] ** 2),
+    "Kirby2": lambda b, x: ((b[0] + b[1] * x[0] + b[2] * x[0] ** 2)
+                           / (1 + b[3] * x[0] + b[4] * x[0] ** 2)),
     "Lanczos1": _lanczos,
     "Lanczos2": _lanczos,
     "Lanczos3": _lanczos,

@@ -19,8 +19,7 @@ from .._blocks import Layout
 from .._callbacks import as_callback
 from .._hyper import make_hyper
 from .._inputs import as_x0, parse_pair_bounds
-from .._options import (cpu_only, flag, nonneg_int, nonneg_real, parse_options,
-                        parse_shapes)
+from .._options import cpu_only, flag, nonneg_int, nonneg_real, parse_options, parse_shapes
 from .._stepper import Adafactor
 from ._residuals import _Residuals, _x_scale
 from ._run import _Run
@@ -160,7 +159,7 @@ def least_squares(fun, x0, jac=None, args=(), bounds=None, options=None, callbac
     (True, True)
     >>> bool(np.isclose(res.cost, 0.5 * np.sum(res.fun ** 2)))
     True
-    """
+    """  # noqa: E501 -- numpydoc needs the hyper-parameter names on one line (test_hyper_lists)
     solver, hyper = parse_options(options, SOLVER_OPTIONS)
     hyper = dict(DEFAULT_HYPER, **hyper)
     make_hyper(hyper, "options")

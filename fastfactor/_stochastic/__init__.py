@@ -151,7 +151,7 @@ def minimize_stochastic(fun, x0, batches, args=(), jac=None, callback=None, opti
     (3, 5, 395)
     >>> bool(np.linalg.norm(res.x - x_ls) < 1e-3 * np.linalg.norm(x_ls))
     True
-    """
+    """  # noqa: E501 -- numpydoc needs the hyper-parameter names on one line (test_hyper_lists)
     x = as_x0(x0)
     if not isinstance(args, tuple):
         args = (args,)

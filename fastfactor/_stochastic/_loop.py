@@ -19,8 +19,17 @@ from .._blocks import Layout
 from .._callbacks import as_callback
 from .._hyper import make_hyper
 from .._inputs import as_scalar
-from .._options import (cpu_only, flag, nonneg_int, optional, parse_options, parse_shapes,
-                        positive_int, real, warn_at_caller)
+from .._options import (
+    cpu_only,
+    flag,
+    nonneg_int,
+    optional,
+    parse_options,
+    parse_shapes,
+    positive_int,
+    real,
+    warn_at_caller,
+)
 from .._stepper import Adafactor
 from ._data import _DataEnd, _Stream
 
@@ -230,7 +239,9 @@ class _Loop:
                     self.bar.update(1)
                 if self.callback is not None and self.callback(
                         xa.reshape(obj.shape).copy(),
-                        lambda: dict(fun=f, nit=nit, epoch=cfg.stream.completed_epochs())):
+                        # called at once, inside this iteration: bind this iteration's values
+                        lambda f=f, nit=nit: dict(fun=f, nit=nit,
+                                                  epoch=cfg.stream.completed_epochs())):
                     status = 99
                     break
                 if nit % cfg.eval_every == 0:

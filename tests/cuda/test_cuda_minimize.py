@@ -11,11 +11,11 @@ import types  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import scipy.optimize as so  # noqa: E402
-from cudatest import Foreign, assert_agree, host, size, to_dev  # noqa: E402
 from numba import cuda  # noqa: E402
 
 import fastfactor  # noqa: E402
 import fastfactor._backends.cuda as fc  # noqa: E402
+from cudatest import Foreign, assert_agree, host, size, to_dev  # noqa: E402
 from fastfactor import adafactor  # noqa: E402
 
 pytestmark = pytest.mark.cuda
@@ -264,7 +264,8 @@ def test_real_torch_and_cupy_on_a_gpu():
             w, cupy.ones((5, 6)))
         assert cupy.allclose(w, 0.9)
         res = fastfactor.minimize(lambda x: (float(((x - 1) ** 2).sum()), 2 * (x - 1)),
-                                  cupy.zeros(4), jac=True, options=dict(LR, device="cuda", maxiter=2))
+                                  cupy.zeros(4), jac=True,
+                                  options=dict(LR, device="cuda", maxiter=2))
         assert isinstance(res.x, cupy.ndarray)
     if not ran:
         pytest.skip("neither PyTorch (with CUDA) nor CuPy is installed")

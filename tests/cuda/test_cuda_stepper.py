@@ -6,13 +6,20 @@ cudatest.require()
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from cudatest import (Foreign, assert_agree, gradients, host, many_blocks, size,  # noqa: E402,F401
-                      to_dev)
 from numba import cuda  # noqa: E402
-from reference import C1, G1, R1, X0, X1, ReferenceAdafactor  # noqa: E402
 
 import fastfactor._backends.cuda as fc  # noqa: E402
+from cudatest import (  # noqa: E402
+    Foreign,
+    assert_agree,
+    gradients,
+    host,
+    many_blocks,  # noqa: F401 -- a pytest fixture: imported so that pytest finds it here
+    size,
+    to_dev,
+)
 from fastfactor import Adafactor  # noqa: E402
+from reference import C1, G1, R1, X0, X1, ReferenceAdafactor  # noqa: E402
 
 pytestmark = pytest.mark.cuda
 
@@ -36,7 +43,7 @@ def run_three(shapes, dtype, hyper, rng, n_steps=2, prepare=None):
     ref = ReferenceAdafactor(shapes, **hyper)
     for k, grads in enumerate(gradients(rng, shapes, dtype, n_steps)):
         ret = opt.step(dev, grads)
-        assert ret is dev or all(a is b for a, b in zip(ret, dev))
+        assert ret is dev or all(a is b for a, b in zip(ret, dev, strict=True))
         cpu.step(cpu_params, grads)
         ref_params = ref.step(ref_params, grads)
         for i, (_, read) in enumerate(made):
@@ -47,7 +54,7 @@ def run_three(shapes, dtype, hyper, rng, n_steps=2, prepare=None):
             assert_agree(got, ref_params[i], dtype, "vs reference: " + msg)
     sd, cd = opt.state_dict(), cpu.state_dict()
     assert sd["t"] == cd["t"] == n_steps
-    for i, (a, b) in enumerate(zip(sd["blocks"], cd["blocks"])):
+    for i, (a, b) in enumerate(zip(sd["blocks"], cd["blocks"], strict=True)):
         assert sorted(a) == sorted(b)
         for key in a:
             assert isinstance(a[key], np.ndarray) and a[key].shape == b[key].shape
@@ -85,7 +92,7 @@ def test_shapes_against_cpu_and_reference(case, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
-def test_grids_of_many_blocks(dtype, rng, many_blocks):
+def test_grids_of_many_blocks(dtype, rng, many_blocks):  # noqa: F811 -- the fixture imported above
     """Several column tiles, row strips and partial-sum blocks in every kernel."""
     assert many_blocks.BLOCKS_TARGET == 8
     nb, n, m = shape = size((2, 20, 70), (1, 300, 7000))
@@ -235,7 +242,7 @@ def test_gradients_of_any_layout_kind_and_dtype(rng):
     opt = Adafactor(shapes, device="cuda")
     opt.step(dev, device_grads)
     Adafactor(shapes).step(cpu_params, [np.asarray(a, np.float32) for a in g])
-    for d, c in zip(dev, cpu_params):
+    for d, c in zip(dev, cpu_params, strict=True):
         assert_agree(host(d), c, np.float32)
 
 
@@ -258,7 +265,7 @@ def test_state_dict_round_trip_between_devices(rng):
     for grads in gradients(rng, shapes, np.float64, 2):
         on_cpu.step(host_xs, grads)
         on_gpu.step(dev_xs, grads)
-    for d, h in zip(dev_xs, host_xs):
+    for d, h in zip(dev_xs, host_xs, strict=True):
         assert_agree(host(d), h, np.float64)
     assert on_gpu.t == on_cpu.t == 4
 

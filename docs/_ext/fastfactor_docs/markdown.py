@@ -10,7 +10,8 @@ def _md_inline(text):
     """Markdown inline code to reStructuredText (``x`` instead of `x`)."""
     def code(m):
         after = m.string[m.end():m.end() + 1]
-        return "``" + m.group(1) + "``" + ("\\ " if after and (after.isalnum() or after == "_") else "")
+        escape = after and (after.isalnum() or after == "_")
+        return "``" + m.group(1) + "``" + ("\\ " if escape else "")
     return re.sub(r"(?<!`)`([^`]+)`(?!`)", code, text)
 
 
@@ -41,7 +42,8 @@ def markdown_to_rst(text):
             while i < len(lines) and lines[i].lstrip().startswith("|"):
                 rows.append(lines[i])
                 i += 1
-            if len(rows) >= 2 and set(rows[1].replace("|", "").replace(":", "").strip()) <= {"-", " "}:
+            if len(rows) >= 2 and (set(rows[1].replace("|", "").replace(":", "").strip())
+                                   <= {"-", " "}):
                 header, body = _md_cells(rows[0]), [_md_cells(r) for r in rows[2:]]
             else:
                 header, body = None, [_md_cells(r) for r in rows]

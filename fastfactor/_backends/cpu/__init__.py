@@ -1,8 +1,6 @@
 """The CPU backend: NumPy arrays, the Numba kernels of ``_kernels`` (driven by ``_step``),
 and the objective of a host iterate."""
 
-import numpy as np
-
 from ..._inputs import as_x0
 from ..._objective import Objective
 from .. import _protocol

@@ -18,9 +18,9 @@ import math
 
 import numpy as np
 
-from . import _kernels as k
 from ..._blocks import FLOAT_DTYPES
 from ..._inputs import check_gradient
+from . import _kernels as k
 from ._jit import n_chunks
 
 
@@ -84,15 +84,6 @@ def factored_apply(x, out, g, state, pending, s):
            nchunks)
 
 
-def factored_step(x, out, g, state, s):
-    """One factored step of a ``(B, n, m)`` block; False (nothing changed) if g is not finite."""
-    pending = factored_stats(x, g, state, s)
-    if pending is None:
-        return False
-    factored_apply(x, out, g, state, pending, s)
-    return True
-
-
 def unfactored_stats(x, g, state, s):
     """Pending sums ``(sum U**2, sum x**2)`` of a flat block (``state`` an
     ``UnfactoredState``), or None when g is not finite. Nothing is modified."""
@@ -114,13 +105,22 @@ def unfactored_apply(x, out, g, state, pending, s):
     kernel(src, out, g, state.v, state.m, usum, xsum, s, inplace, nchunks)
 
 
-def unfactored_step(x, out, g, state, s):
-    """One step of a flat block; False (nothing changed) if g is not finite."""
-    pending = unfactored_stats(x, g, state, s)
-    if pending is None:
-        return False
-    unfactored_apply(x, out, g, state, pending, s)
-    return True
+def _one_call(stats, apply, what):
+    """The one-call step of a block: ``stats``, then ``apply`` unless refused."""
+    def step(x, out, g, state, s):
+        pending = stats(x, g, state, s)
+        if pending is None:
+            return False
+        apply(x, out, g, state, pending, s)
+        return True
+    step.__name__ = step.__qualname__ = f"{what}_step"
+    step.__doc__ = (f"One step of a {what} block into ``out`` (may be ``x``); False "
+                    "(nothing changed) if g is not finite.")
+    return step
+
+
+factored_step = _one_call(factored_stats, factored_apply, "factored")
+unfactored_step = _one_call(unfactored_stats, unfactored_apply, "unfactored")
 
 
 def max_abs(g):
@@ -151,7 +151,8 @@ def to_host(a):
 def as_param(p, shape):
     """``p`` checked as a parameter block of ``shape``, updated in place by a step."""
     if not isinstance(p, np.ndarray):
-        raise TypeError(f"parameters must be NumPy arrays (updated in place), got {type(p).__name__}")
+        raise TypeError("parameters must be NumPy arrays (updated in place), "
+                        f"got {type(p).__name__}")
     if p.shape != shape:
         raise ValueError(f"parameter of shape {p.shape} does not match the block shape {shape}")
     if p.dtype not in FLOAT_DTYPES:

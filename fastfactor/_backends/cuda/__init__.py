@@ -31,10 +31,20 @@ The code, by concern (each module says more):
 from numba import cuda
 
 from .. import _protocol
-from ._arrays import (as_grad, as_param, contiguous, copy_into, empty_like, is_device_array,
-                      reshaped_view, to_device, to_host, zeros)
-from ._launch import SIMULATOR
+from ._arrays import (
+    as_grad,
+    as_param,
+    contiguous,
+    copy_into,
+    empty_like,
+    is_device_array,
+    reshaped_view,
+    to_device,
+    to_host,
+    zeros,
+)
 from ._interop import ArrayKind, as_x0, grad_into, scalar_to_host
+from ._launch import SIMULATOR
 from ._objective import DeviceObjective
 from ._steps import clip, factored_step, max_abs, max_abs_projected, unfactored_step
 

@@ -90,7 +90,8 @@ def _c_strides(shape, itemsize):
 
 
 def _is_c_contiguous(a):
-    return a.size == 0 or _collapse(a.shape, [a.strides], a.dtype.itemsize)[1][0] == (a.dtype.itemsize,)
+    return (a.size == 0
+            or _collapse(a.shape, [a.strides], a.dtype.itemsize)[1][0] == (a.dtype.itemsize,))
 
 
 def _nocopy_strides(shape, strides, newshape, itemsize):
@@ -103,7 +104,7 @@ def _nocopy_strides(shape, strides, newshape, itemsize):
         raise ValueError(f"cannot reshape {tuple(shape)} into {tuple(newshape)}")
     if math.prod(shape) == 0:
         return _c_strides(newshape, itemsize)
-    old = [(d, s) for d, s in zip(shape, strides) if d != 1]
+    old = [(d, s) for d, s in zip(shape, strides, strict=True) if d != 1]
     od = [d for d, _ in old]
     os_ = [s for _, s in old]
     new = list(newshape)
@@ -141,13 +142,13 @@ def _collapse(shape, stride_lists, itemsize):
     strides = [[st[axes[0]]] for st in stride_lists]
     for k in axes[1:]:
         d = shape[k]
-        if all(s[-1] == st[k] * d for s, st in zip(strides, stride_lists)):
+        if all(s[-1] == st[k] * d for s, st in zip(strides, stride_lists, strict=True)):
             dims[-1] *= d
-            for s, st in zip(strides, stride_lists):
+            for s, st in zip(strides, stride_lists, strict=True):
                 s[-1] = st[k]
         else:
             dims.append(d)
-            for s, st in zip(strides, stride_lists):
+            for s, st in zip(strides, stride_lists, strict=True):
                 s.append(st[k])
     return tuple(dims), [tuple(s) for s in strides]
 
@@ -191,10 +192,10 @@ def _copy(src, dst):
 def _check_strides(a, what, writes=False):
     if a.size == 0:
         return
-    if any(s < 0 for s, d in zip(a.strides, a.shape) if d > 1):
+    if any(s < 0 for s, d in zip(a.strides, a.shape, strict=True) if d > 1):
         raise ValueError(f"{what}: device arrays with negative strides are not supported; "
                          "pass a copy")
-    if writes and any(s == 0 for s, d in zip(a.strides, a.shape) if d > 1):
+    if writes and any(s == 0 for s, d in zip(a.strides, a.shape, strict=True) if d > 1):
         raise ValueError(f"{what}: the array has overlapping elements (a zero stride); "
                          "the step updates parameters in place")
 
@@ -246,7 +247,8 @@ def as_param(p, shape):
         raise ValueError("a parameter array is read-only; the step updates parameters in place")
     d = _view(p)
     if tuple(d.shape) != tuple(shape):
-        raise ValueError(f"parameter of shape {tuple(d.shape)} does not match the block shape {shape}")
+        raise ValueError(f"parameter of shape {tuple(d.shape)} does not match the block "
+                         f"shape {shape}")
     if np.dtype(d.dtype) not in FLOAT_DTYPES:
         raise TypeError(f"parameters must be float32 or float64, got {d.dtype}")
     _check_strides(d, "parameter", writes=True)

@@ -7,13 +7,21 @@ array as ``x0``.
 import math
 import sys
 
-import numpy as np
 from numba import cuda
 
 from ..._inputs import as_x0 as host_as_x0
 from ..._inputs import x0_dtype
-from ._arrays import (_check_strides, _copy, _view, checked_grad, contiguous, copy_into,
-                      is_device_array, to_device, to_host)
+from ._arrays import (
+    _check_strides,
+    _copy,
+    _view,
+    checked_grad,
+    contiguous,
+    copy_into,
+    is_device_array,
+    to_device,
+    to_host,
+)
 from ._steps import max_abs
 
 

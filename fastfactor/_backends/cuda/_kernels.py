@@ -16,7 +16,7 @@ import math
 import numpy as np
 from numba import cuda, float64
 
-from ._launch import J, RB, SBUF, TPB_MAX
+from ._launch import RB, SBUF, TPB_MAX, J
 
 
 # --- device functions ----------------------------------------------------------------
@@ -239,8 +239,8 @@ def _make_kernels(F):
                     if i < r1:
                         o = (w * RB + q) * (nl + 1)
                         s = 0.0
-                        for l in range(nl):
-                            s += sbuf[o + l]
+                        for ln in range(nl):
+                            s += sbuf[o + ln]
                         if tile == span:
                             rowpart[span, b, i] = s
                         else:

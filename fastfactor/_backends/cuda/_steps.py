@@ -30,8 +30,14 @@ import numpy as np
 
 from . import _launch
 from ._arrays import _flat, _on_device, _view
-from ._kernels import (_clip_kernel, _coefficients, _kernels, _max_abs_part, _max_final,
-                       _max_proj_part)
+from ._kernels import (
+    _clip_kernel,
+    _coefficients,
+    _kernels,
+    _max_abs_part,
+    _max_final,
+    _max_proj_part,
+)
 from ._launch import _blocks_target, _cdiv, _factored_plan, _tpb
 from ._workspace import _device, _workspace
 
