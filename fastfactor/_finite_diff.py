@@ -4,9 +4,10 @@ Forward ("2-point"), central ("3-point") and complex-step ("cs") differences wit
 SciPy's relative steps (``scipy.optimize._numdiff``): ``h = eps**(1/2)`` (forward),
 ``eps**(1/3)`` (central) times ``max(1, |x_i|)``, ``eps`` of x's dtype. Steps are taken
 as exactly representable (``(x + h) - x``). With bounds, no point outside them is
-evaluated: a step that would leave the box is taken the other way, and a central
-difference that does not fit becomes one-sided (as ``approx_derivative`` does with
-``bounds``).
+evaluated: a step that would leave the box is taken the other way, a central difference
+that does not fit becomes one-sided, and in a box narrower than the step the step
+shrinks to the room on the roomier side (as ``approx_derivative`` does with
+``bounds``); a fixed variable (``lb == ub``) gets a zero derivative, without a call.
 """
 
 import numpy as np
@@ -53,27 +54,45 @@ def jacobian(call, xh, f0, method, lb=None, ub=None, to_work=np.asarray):
         return _columns_or_none(J, f0)
     xs = xh.copy()  # the stepped point in x's dtype (steps exactly representable)
     xw = to_work(xs.copy())
+    dtype = xh.dtype.type
     for i in range(n):
-        fwd_ok = ub is None or xd[i] + h[i] <= ub[i]
-        bwd_ok = lb is None or xd[i] - h[i] >= lb[i]
-        if method == "3-point" and fwd_ok and bwd_ok:
-            xs[i] = xd[i] + h[i]
-            hp = float(xs[i]) - xd[i]
-            xw[i] = xs[i]
+        lo = -np.inf if lb is None else lb[i]
+        hi = np.inf if ub is None else ub[i]
+        up = _point(xd[i] + h[i], lo, hi, dtype)
+        down = _point(xd[i] - h[i], lo, hi, dtype)
+        if method == "3-point" and up is not None and down is not None:
+            xs[i] = xw[i] = up
             fp = call(xw)
-            xs[i] = xd[i] - h[i]
-            hm = xd[i] - float(xs[i])
-            xw[i] = xs[i]
-            col = (fp - call(xw)) / (hp + hm)
+            xs[i] = xw[i] = down
+            col = (fp - call(xw)) / (float(up) - float(down))
         else:
-            xs[i] = xd[i] + h[i] if fwd_ok or not bwd_ok else xd[i] - h[i]
-            step = float(xs[i]) - xd[i]
-            xw[i] = xs[i]
-            col = (call(xw) - f0) / step
+            # One-sided: forward if it fits, else backward; in a box narrower than the
+            # step, the step shrinks to the room on the roomier side.
+            point = up if up is not None else down
+            if point is None:
+                point = _point(hi if hi - xd[i] >= xd[i] - lo else lo, lo, hi, dtype)
+            if float(point) == xd[i]:  # a fixed variable (lb == ub): no direction to take
+                col = np.zeros(np.size(f0))
+            else:
+                xs[i] = xw[i] = point
+                col = (call(xw) - f0) / (float(point) - xd[i])
         xs[i] = xh[i]
         xw[i] = xh[i]
         J = _column(J, i, col, n)
     return _columns_or_none(J, f0)
+
+
+def _point(target, lo, hi, dtype):
+    """The float64 ``target`` in x's ``dtype``, inside ``[lo, hi]`` (a rounding past a
+    bound is undone); None when ``target`` itself is outside."""
+    if not lo <= target <= hi:
+        return None
+    v = dtype(target)
+    if v > hi:
+        v = np.nextafter(v, dtype(-np.inf))
+    elif v < lo:
+        v = np.nextafter(v, dtype(np.inf))
+    return v
 
 
 def _columns_or_none(J, f0):

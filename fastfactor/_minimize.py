@@ -58,7 +58,10 @@ def adafactor(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None,
         Extra arguments of ``fun`` and ``jac``.
     jac : callable, True, None or {"2-point", "3-point", "cs"}, optional
         The gradient ``jac(x, *args)``; True if ``fun`` returns ``(f, g)``; None (or a
-        method name) for finite differences, whose evaluations count in ``nfev``.
+        method name) for finite differences, whose evaluations count in ``nfev`` and
+        which never evaluate ``fun`` outside ``bounds``. Through
+        ``scipy.optimize.minimize``, SciPy hands a custom method ``jac=None`` for any
+        string: forward differences (use :func:`fastfactor.minimize` for the others).
     hess, hessp : optional
         Not used (Adafactor is first-order); a ``RuntimeWarning`` says so.
     bounds : scipy.optimize.Bounds or sequence of (lo, hi), optional

@@ -10,7 +10,8 @@ class Objective:
     """Evaluates ``f(x)`` and ``g(x)`` for any of SciPy's ``jac`` forms.
 
     ``x`` reaches the user as a fresh copy of ``shape`` (as in SciPy, so that what a
-    user keeps is never overwritten by later iterations). The gradient is the user's
+    user keeps is never overwritten by later iterations); ``fun`` and a separate ``jac``
+    receive a copy each. The gradient is the user's
     array itself, flat, when it already is of ``dtype`` and contiguous (it is converted
     otherwise): nothing of x's size is copied on its way to the step. ``jac=None`` (or
     a finite-difference method name) differentiates numerically, counted in ``nfev``,
@@ -57,9 +58,9 @@ class Objective:
                 raise TypeError("with jac=True, fun must return a pair (f, g)") from None
             return self._scalar(f), self._grad(g), None
         f = self._f(xv)
-        if self.mode == "separate":
+        if self.mode == "separate":  # a copy of its own: fun may have changed xv
             self.njev += 1
-            return f, self._grad(self.jac(xv, *self.args)), None
+            return f, self._grad(self.jac(self._view(x), *self.args)), None
         return f, self._finite_difference(x, f), None
 
     def _grad(self, g):

@@ -1,5 +1,7 @@
 """``Adafactor``: the stateful stepper."""
 
+import numbers
+
 import numpy as np
 
 from ._backends import get_backend
@@ -129,34 +131,62 @@ class Adafactor:
 
         The shapes and the factoring must match this optimizer's; the
         hyper-parameters are this optimizer's own (not taken from ``state``).
+        Everything is checked before anything changes: a state that is refused
+        (``ValueError``/``TypeError``) leaves this optimizer as it was.
         """
+        for key in ("t", "shapes", "blocks"):
+            if key not in state:
+                raise ValueError(f"state lacks {key!r}; pass a dict from state_dict()")
         shapes = [tuple(s) for s in state["shapes"]]
         if shapes != self.shapes:
             raise ValueError(f"state is for shapes {shapes}, this optimizer has {self.shapes}")
-        t = int(state["t"])
+        t = state["t"]
+        if isinstance(t, bool) or not isinstance(t, numbers.Integral) or t < 0:
+            raise ValueError(f"state['t'] must be a non-negative integer, got {t!r}")
         blocks = state["blocks"]
         if t == 0 or not blocks:
-            self.t, self._state, self.dtype = t, None, None
+            self.t, self._state, self.dtype = int(t), None, None
             return
-        dtype = np.asarray(blocks[0]["row" if self.factored[0] else "v"]).dtype
-        if dtype not in FLOAT_DTYPES:
-            raise TypeError(f"state arrays must be float32 or float64, got {dtype}")
-        self._allocate(dtype)
         if len(blocks) != len(self.shapes):
             raise ValueError(f"state has {len(blocks)} blocks, this optimizer has "
                              f"{len(self.shapes)}")
-        for shape, st, saved in zip(self.shapes, self._state, blocks, strict=True):
-            keys = [k for k in st._fields if k != "m" or self.hyper.beta1 is not None]
-            for key in keys:
-                if key not in saved:
-                    raise ValueError(f"state block for shape {shape} lacks {key!r}")
-                arr = np.asarray(saved[key])
-                target = getattr(st, key)
-                if arr.size != target.size:
-                    raise ValueError(f"state {key!r} of block {shape} has {arr.size} elements, "
-                                     f"expected {target.size}")
-                self.backend.copy_into(target, arr.astype(dtype, copy=False))
-        self.t = t
+        dtype = np.asarray(blocks[0]["row" if self.factored[0] else "v"]).dtype
+        if dtype not in FLOAT_DTYPES:
+            raise TypeError(f"state arrays must be float32 or float64, got {dtype}")
+        checked = [self._checked_block(shape, factored, saved, dtype)
+                   for shape, factored, saved in zip(self.shapes, self.factored, blocks,
+                                                     strict=True)]
+        self._allocate(dtype)
+        for st, arrays in zip(self._state, checked, strict=True):
+            for key, arr in arrays.items():
+                self.backend.copy_into(getattr(st, key), arr)
+        self.t = int(t)
+
+    def _checked_block(self, shape, factored, saved, dtype):
+        """The arrays of one saved block, checked: ``{field: array in dtype}``."""
+        sizes = {"row": block_size(shape[:-1]), "col": block_size(shape[:-2] + shape[-1:])} \
+            if factored else {"v": block_size(shape)}
+        if self.hyper.beta1 is not None:
+            sizes["m"] = block_size(shape)
+        out = {}
+        for key, size in sizes.items():
+            if key not in saved:
+                raise ValueError(f"state block for shape {shape} lacks {key!r}")
+            arr = np.asarray(saved[key])
+            if arr.dtype.kind not in "biuf":
+                raise TypeError(f"state {key!r} of block {shape} must hold real numbers, "
+                                f"got dtype {arr.dtype}")
+            if arr.size != size:
+                raise ValueError(f"state {key!r} of block {shape} has {arr.size} elements, "
+                                 f"expected {size}")
+            arr = arr.astype(dtype, copy=False)
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"state {key!r} of block {shape} holds NaN or inf")
+            if key != "m" and np.any(arr < 0):
+                raise ValueError(f"state {key!r} of block {shape} holds negative values; "
+                                 "second-moment statistics are non-negative")
+            out[key] = arr
+        return out
 
     # --- stepping --------------------------------------------------------------
     def step(self, params, grads):
