@@ -75,6 +75,9 @@ class Adafactor:
         self.device = device
         self.backend = get_backend(device)
         self.factored = [self.hyper.factored(s) for s in self.shapes]
+        # the shape each block takes in the kernels; None for an empty block
+        self._kernel_shapes = [kernel_shape(s, f) if block_size(s) else None
+                               for s, f in zip(self.shapes, self.factored, strict=True)]
         self.t = 0
         self.dtype = None
         self._state = None
@@ -239,49 +242,40 @@ class Adafactor:
         t = self.t + 1
         s = self.hyper.scalars(t)
         be = self.backend
-        views = [self._views(be, *a)
-                 for a in zip(self.shapes, self.factored, xs, outs, gs, strict=True)]
-        blocks = [(v, st, f) for v, st, f in zip(views, self._state, self.factored, strict=True)
-                  if v[0] is not None]
+        # (index, x, work, g, copied, state, factored) of each non-empty block
+        blocks = [(i, *self._views(be, ks, x, out, g), st, f)
+                  for i, (ks, x, out, g, st, f) in enumerate(zip(
+                      self._kernel_shapes, xs, outs, gs, self._state, self.factored,
+                      strict=True)) if ks is not None]
         if not be.refuses_nonfinite:
             self.t = t
-            for (xk, work, gk, _), st, factored in blocks:
+            for _, xk, work, gk, _, st, factored in blocks:
                 step = be.factored_step if factored else be.unfactored_step
                 step(xk, work, gk, st, s)
-            self._write_back(be, views, outs)
+            self._write_back(be, blocks, outs)
             return None
         # Phase 1 reads every gradient and changes nothing; phase 2 applies.
         pending = []
-        for i, ((xk, _, gk, _), st, factored) in enumerate(blocks):
+        for i, xk, _, gk, _, st, factored in blocks:
             stats = be.factored_stats if factored else be.unfactored_stats
             p = stats(xk, gk, st, s)
             if p is None:
-                return self._block_index(views, i)
+                return i
             pending.append(p)
         self.t = t
-        for ((xk, work, gk, _), st, factored), p in zip(blocks, pending, strict=True):
+        for (_, xk, work, gk, _, st, factored), p in zip(blocks, pending, strict=True):
             apply = be.factored_apply if factored else be.unfactored_apply
             apply(xk, work, gk, st, p, s)
-        self._write_back(be, views, outs)
+        self._write_back(be, blocks, outs)
         return None
 
     @staticmethod
-    def _block_index(views, i):
-        """The index among all blocks of the ``i``-th non-empty one."""
-        nonempty = [k for k, v in enumerate(views) if v[0] is not None]
-        return nonempty[i]
-
-    @staticmethod
-    def _views(be, shape, factored, x, out, g):
-        """``(x, work, g, copied)`` in the kernel's shape; ``work`` receives the new x.
+    def _views(be, ks, x, out, g):
+        """``(x, work, g, copied)`` in the kernel shape ``ks``; ``work`` receives the new x.
 
         ``work`` is ``out`` itself when it can be reshaped without a copy; otherwise
         (``copied``) a contiguous copy of x, written back to ``out`` after the step.
-        Empty blocks: ``(None, None, None, False)``.
         """
-        if block_size(shape) == 0:
-            return None, None, None, False
-        ks = kernel_shape(shape, factored)
         xk = be.reshaped_view(x, ks)
         work = xk if out is x else be.reshaped_view(out, ks)
         copied = xk is None or work is None
@@ -291,10 +285,10 @@ class Adafactor:
         return xk, work, g.reshape(ks), copied
 
     @staticmethod
-    def _write_back(be, views, outs):
-        for (_, work, _, copied), out in zip(views, outs, strict=True):
+    def _write_back(be, blocks, outs):
+        for i, _, work, _, copied, _, _ in blocks:
             if copied:
-                be.copy_into(out, work)
+                be.copy_into(outs[i], work)
 
 
 Adafactor.__init__.__signature__ = signature_with_hyper(Adafactor.__init__)

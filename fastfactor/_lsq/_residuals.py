@@ -87,7 +87,9 @@ class _Residuals:
 
     def evaluate(self, x):
         """``(r, J, ½‖r‖²)`` at x (J is None when the cost is not finite)."""
-        r = np.real(self.residuals(x)).astype(np.float64, copy=False)
+        r = self.residuals(x)
+        if r.dtype != np.float64:
+            r = (r.real if r.dtype.kind == "c" else r).astype(np.float64)
         cost = 0.5 * float(np.dot(r, r))
         if not math.isfinite(cost):
             return r, None, cost

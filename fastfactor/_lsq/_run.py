@@ -68,7 +68,7 @@ class _Run:
         return data[4], g.reshape(-1) * self.scale, data
 
     def _evaluate_x(self, z):
-        x = (z * self.scale).astype(z.dtype).reshape(self.shape)
+        x = (z * self.scale).astype(z.dtype, copy=False).reshape(self.shape)
         if self.lb is not None:  # z's bounds are lb / scale: undo any rounding
             np.clip(x, self.lb, self.ub, out=x)
         r, J, cost = self.p.evaluate(x)

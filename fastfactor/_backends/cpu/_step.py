@@ -171,7 +171,11 @@ def as_grad(g, shape, dtype):
 
 def reshaped_view(a, shape):
     """``a`` reshaped to ``shape`` as a view of the same memory, or None if that needs a copy."""
+    if a.shape == shape:
+        return a
     v = a.reshape(shape)
+    if a.flags.c_contiguous:  # always a view
+        return v
     if v.size and not np.may_share_memory(v, a):
         return None
     return v
