@@ -4,9 +4,12 @@ Evaluate, test, step, project, call back: :func:`drive` runs it for any front en
 front end hands it an ``evaluate`` (a flat iterate of the backend -> ``(f, g, data)``:
 ``g`` flat on the backend, ``data`` whatever the front end keeps of the evaluation) and
 optionally a ``stop`` hook, called after each accepted update with that evaluation, that
-may end the run with a status of its own. Each gradient is scanned once (finiteness and
-the convergence measure together); the update goes from the iterate into a spare buffer,
-so that the previous iterate survives a NaN, and nothing else of size ``x`` is copied.
+may end the run with a status of its own. Each gradient is read once before the update
+is applied: on the CPU without bounds the step's statistics pass also gives finiteness
+and a lower bound of ``max|g|`` that settles the gtol test until the end is near;
+elsewhere one reduction gives both. The update goes from the iterate
+into a spare buffer, so that the previous iterate survives a NaN, and nothing else of
+size ``x`` is copied.
 """
 
 import math
@@ -60,23 +63,49 @@ def measure(be, x, g, box):
     return be.max_abs_projected(x, g, box[0], box[1])
 
 
+#: A lower bound of max|g| decides "not converged" only when it exceeds gtol by this
+#: relative margin, far above the rounding of the sums it comes from.
+_MARGIN = 1e-6
+
+
+def _scan(opt, be, x, xb, g, views, box, gtol):
+    """``(prepared, measure)`` of the gradient ``g`` at ``x``; the measure is NaN or inf
+    when g is not finite, and may be a lower bound of ``max|g|`` when that is enough.
+
+    Without bounds, on a backend with the two-phase step, the stepper's first phase
+    reads g once for the step's statistics, its finiteness and a lower bound of
+    ``max|g|`` (``prepared`` is then the pending step, to commit if the run goes on);
+    the exact maximum is taken only when that bound cannot tell the gtol test. Else,
+    and when the first phase refuses g (to tell a NaN or inf from squares that
+    overflow), one reduction gives the measure.
+    """
+    if box is None and be.refuses_nonfinite:
+        prepared, _ = opt._prepare(xb, views(g))
+        if prepared is not None:
+            if gtol is None or prepared.glow > gtol * (1 + _MARGIN):
+                return prepared, prepared.glow
+            return prepared, be.max_abs(g)
+    return None, measure(be, x, g, box)
+
+
 def drive(opt, views, x, evaluate, box, gtol, maxiter, stop=None, callback=None):
     """Run Adafactor from the flat iterate ``x`` (modified: pass a copy).
 
     ``opt`` is the stepper, ``views(flat)`` the list of its blocks in a flat array;
     ``box`` None or ``(lb, ub)`` of the backend; ``gtol`` None disables the gradient
-    test (the finiteness check stays). ``stop(nit, x, previous, f, g, data)`` (``previous``:
-    the iterate before ``x``, until the next update overwrites it) returns a
-    status to end the run with, or None; ``callback(nit, x, f, g, data)`` returns True
-    to stop (status 99). Returns an :class:`Outcome`.
+    test (the finiteness check stays). ``stop(nit, x, previous, f, g, data)``
+    (``previous``: the iterate before ``x``, until the next update overwrites it)
+    returns a status to end the run with, or None; ``callback(nit, x, f, g, data)``
+    returns True to stop (status 99). Returns an :class:`Outcome`.
     """
     be = opt.backend
+    xb = views(x)
     f, g, data = evaluate(x)
-    gm = measure(be, x, g, box)
+    prepared, gm = _scan(opt, be, x, xb, g, views, box, gtol)
     if not (math.isfinite(f) and math.isfinite(gm)):
         return Outcome(x, f, g, data, gm, 0, 2)
     spare = be.empty_like(x)
-    xb, sb = views(x), views(spare)  # views, made once
+    sb = views(spare)  # views, made once
     nit, status = 0, 1
     while True:
         if gtol is not None and gm <= gtol:
@@ -84,13 +113,15 @@ def drive(opt, views, x, evaluate, box, gtol, maxiter, stop=None, callback=None)
             break
         if nit >= maxiter:
             break
-        if opt._apply(xb, sb, views(g)) is not None:
+        if prepared is not None:
+            opt._commit(prepared, xb, sb)
+        elif opt._apply(xb, sb, views(g)) is not None:
             status = 2  # g is finite but its square overflows: no step can be taken
             break
         if box is not None:
             be.clip(spare, box[0], box[1])
         f_new, g_new, data_new = evaluate(spare)
-        gm_new = measure(be, spare, g_new, box)
+        prepared_new, gm_new = _scan(opt, be, spare, sb, g_new, views, box, gtol)
         if not (math.isfinite(f_new) and math.isfinite(gm_new)):
             status = 2  # the update is discarded: nit counts those leading to x
             if _may_alias(g_new, g):  # fun reuses its gradient array: g was overwritten
@@ -98,7 +129,7 @@ def drive(opt, views, x, evaluate, box, gtol, maxiter, stop=None, callback=None)
             break
         nit += 1
         x, spare, xb, sb = spare, x, sb, xb
-        f, g, data, gm = f_new, g_new, data_new, gm_new
+        f, g, data, gm, prepared = f_new, g_new, data_new, gm_new, prepared_new
         if stop is not None:
             asked = stop(nit, x, spare, f, g, data)  # spare: the previous iterate
             if asked is not None:

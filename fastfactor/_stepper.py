@@ -1,13 +1,14 @@
 """``Adafactor``: the stateful stepper."""
 
 import numbers
+from typing import NamedTuple
 
 import numpy as np
 
 from ._backends import get_backend
 from ._backends._protocol import FactoredState, UnfactoredState
 from ._blocks import FLOAT_DTYPES, block_size, kernel_shape, normalize_shapes
-from ._hyper import make_hyper, signature_with_hyper
+from ._hyper import StepScalars, make_hyper, signature_with_hyper
 
 
 class Adafactor:
@@ -237,58 +238,78 @@ class Adafactor:
         not finite (NaN, inf, or squares that overflow): then nothing has changed (on a
         backend that refuses non-finite gradients; elsewhere they propagate).
         """
+        prepared, refused = self._prepare(xs, gs)
+        if prepared is None:
+            return refused
+        self._commit(prepared, xs, outs)
+        return None
+
+    def _prepare(self, xs, gs):
+        """Phase 1 of the next step at ``xs`` with gradients ``gs``: reads every gradient
+        (once) and changes nothing. Returns ``(_Prepared, None)``, or ``(None, i)`` when
+        block ``i`` refuses its gradient. ``_Prepared.glow``, from the same pass on a
+        backend with the two-phase step (else None), is a lower bound of ``max|g|`` over
+        all blocks, up to rounding (``RMS(g)`` of a factored block, ``max|g|`` of a flat
+        one).
+        """
         if self._state is None:
             self._allocate(xs[0].dtype)
         t = self.t + 1
         s = self.hyper.scalars(t)
         be = self.backend
-        # (index, x, work, g, copied, state, factored) of each non-empty block
-        blocks = [(i, *self._views(be, ks, x, out, g), st, f)
-                  for i, (ks, x, out, g, st, f) in enumerate(zip(
-                      self._kernel_shapes, xs, outs, gs, self._state, self.factored,
-                      strict=True)) if ks is not None]
-        if not be.refuses_nonfinite:
-            self.t = t
-            for _, xk, work, gk, _, st, factored in blocks:
+        two_phase = be.refuses_nonfinite
+        blocks = []
+        glow = 0.0 if two_phase else None
+        for i, (ks, x, g, st, factored) in enumerate(zip(
+                self._kernel_shapes, xs, gs, self._state, self.factored, strict=True)):
+            if ks is None:  # an empty block
+                continue
+            xk = be.reshaped_view(x, ks)
+            copied = xk is None
+            if copied:  # stepped in a contiguous copy, written back at the end
+                xk = be.contiguous(x, ks)
+            gk = g.reshape(ks)
+            pending = None
+            if two_phase:
+                stats = be.factored_stats if factored else be.unfactored_stats
+                pending, low = stats(xk, gk, st, s)
+                if pending is None:
+                    return None, i
+                glow = max(glow, low)
+            blocks.append((i, x, xk, gk, copied, st, factored, pending))
+        return _Prepared(t, s, blocks, glow), None
+
+    def _commit(self, prepared, xs, outs):
+        """Phase 2: the step prepared at ``xs``, written into ``outs`` (may be ``xs``)."""
+        be = self.backend
+        s = prepared.s
+        self.t = prepared.t
+        for i, x, xk, gk, copied, st, factored, pending in prepared.blocks:
+            out = outs[i]
+            if copied or out is x:
+                work = xk
+            else:
+                work = be.reshaped_view(out, xk.shape)
+                if work is None:  # out has no view in the kernel's shape
+                    work = be.contiguous(x, xk.shape)
+                    xk = work
+            if pending is None:
                 step = be.factored_step if factored else be.unfactored_step
                 step(xk, work, gk, st, s)
-            self._write_back(be, blocks, outs)
-            return None
-        # Phase 1 reads every gradient and changes nothing; phase 2 applies.
-        pending = []
-        for i, xk, _, gk, _, st, factored in blocks:
-            stats = be.factored_stats if factored else be.unfactored_stats
-            p = stats(xk, gk, st, s)
-            if p is None:
-                return i
-            pending.append(p)
-        self.t = t
-        for (_, xk, work, gk, _, st, factored), p in zip(blocks, pending, strict=True):
-            apply = be.factored_apply if factored else be.unfactored_apply
-            apply(xk, work, gk, st, p, s)
-        self._write_back(be, blocks, outs)
-        return None
+            else:
+                apply = be.factored_apply if factored else be.unfactored_apply
+                apply(xk, work, gk, st, pending, s)
+            if work is xk and (copied or out is not x):
+                be.copy_into(out, work)
 
-    @staticmethod
-    def _views(be, ks, x, out, g):
-        """``(x, work, g, copied)`` in the kernel shape ``ks``; ``work`` receives the new x.
 
-        ``work`` is ``out`` itself when it can be reshaped without a copy; otherwise
-        (``copied``) a contiguous copy of x, written back to ``out`` after the step.
-        """
-        xk = be.reshaped_view(x, ks)
-        work = xk if out is x else be.reshaped_view(out, ks)
-        copied = xk is None or work is None
-        if copied:
-            xk = be.contiguous(x, ks)
-            work = xk
-        return xk, work, g.reshape(ks), copied
+class _Prepared(NamedTuple):
+    """A step whose first phase is done (see ``Adafactor._prepare``)."""
 
-    @staticmethod
-    def _write_back(be, blocks, outs):
-        for i, _, work, _, copied, _, _ in blocks:
-            if copied:
-                be.copy_into(outs[i], work)
+    t: int
+    s: StepScalars
+    blocks: list
+    glow: float | None
 
 
 Adafactor.__init__.__signature__ = signature_with_hyper(Adafactor.__init__)

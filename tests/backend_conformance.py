@@ -158,8 +158,11 @@ def _one_step(be, dev, kind, factored, dtype, beta1, inplace):
         if kind == "two_phase":
             stats = be.factored_stats if factored else be.unfactored_stats
             apply = be.factored_apply if factored else be.unfactored_apply
-            pending = stats(x, gd, state, s)
+            pending, glow = stats(x, gd, state, s)
             assert pending is not None
+            # a lower bound of max|g| (up to rounding): RMS(g) or max|g| itself
+            big, rms = np.max(np.abs(g)), np.sqrt(np.mean(g.astype(float) ** 2))
+            assert rms * (1 - 1e-6) <= glow <= big * (1 + 1e-6), (glow, rms, big)
             before = _host(be, x)
             apply(x, out, gd, state, pending, s)
         else:
@@ -190,7 +193,8 @@ def _refusal(be, dev):
     state = _state(be, (1, 2, 3), True, np.float64, None)
     g = np.ones((1, 2, 3))
     g[0, 1, 2] = np.nan
-    assert be.factored_stats(dev(np.ones((1, 2, 3))), dev(g), state, Hyper().scalars(1)) is None
+    pending, glow = be.factored_stats(dev(np.ones((1, 2, 3))), dev(g), state, Hyper().scalars(1))
+    assert pending is None and np.isnan(glow)
     assert not _host(be, state.row).any() and not _host(be, state.col).any()
 
 

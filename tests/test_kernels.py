@@ -155,7 +155,7 @@ def test_unfactored_apply_out_of_place_equals_in_place(dtype, size, beta1, wd, s
     g = rng.standard_normal(size).astype(dtype)
     v = rng.uniform(0.5, 2.0, size).astype(dtype)
     mom = (rng.standard_normal(size) if beta1 else np.empty(0)).astype(dtype)
-    usum, xsum = getattr(K, "unfactored_stats_" + build)(x, g, v, s, nchunks)
+    usum, xsum, _ = getattr(K, "unfactored_stats_" + build)(x, g, v, s, nchunks)
     kernel = getattr(K, "unfactored_apply_" + build)
 
     def apply(xa, out, st, inplace):
@@ -261,3 +261,26 @@ def test_max_abs_projected(dtype, bounds, bad):
     # max_abs agrees on finiteness: one scan serves both
     assert np.isnan(got) == np.isnan(_step.max_abs(g))
     assert np.isinf(got) == np.isinf(_step.max_abs(g))
+
+
+@pytest.mark.parametrize("build", ["serial", "parallel"])
+@pytest.mark.parametrize("nchunks", [1, 2, 3])
+@pytest.mark.parametrize("size", [1, 63, 64, 70, 1000])
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_unfactored_stats_against_numpy(dtype, size, nchunks, build):
+    """Sums of U**2 and x**2, and the largest g**2 (from the same pass over g)."""
+    if nchunks > size:
+        pytest.skip("more chunks than elements")
+    rng = np.random.default_rng(13)
+    s = Hyper().scalars(3)
+    x = rng.standard_normal(size).astype(dtype)
+    g = rng.standard_normal(size).astype(dtype)
+    g[size // 2] = -7.5  # the largest magnitude, negative, anywhere in a lane or the tail
+    v = rng.uniform(0.5, 2.0, size).astype(dtype)
+    usum, xsum, g2max = getattr(K, "unfactored_stats_" + build)(x, g, v, s, nchunks)
+    gd = g.astype(np.float64)
+    vn = s.beta2 * v.astype(np.float64) + (1 - s.beta2) * (gd * gd + s.eps1)
+    rtol = 1e-12 if dtype == np.float64 else 2e-6
+    np.testing.assert_allclose([usum, xsum], [np.sum(gd * gd / vn), np.sum(x.astype(float) ** 2)],
+                               rtol=rtol)
+    assert g2max == 7.5 ** 2

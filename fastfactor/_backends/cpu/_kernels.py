@@ -37,6 +37,13 @@ SUM_LANES = 64
 
 
 @jit
+def _larger(a, b):
+    """The larger of a and b, as one compare and select (vectorizes; NaNs are not
+    ordered: the sums, not this maximum, tell whether g is finite)."""
+    return a if a > b else b
+
+
+@jit
 def _add_rows(g4, r4, rn4, colsq, colw, lanes, beta2, keep, eps1):
     """Statistics of the 4 rows of ``g4``; returns their sum of g**2.
 
@@ -338,19 +345,24 @@ def _update_row_momentum_to(orow, xrow, grow, mrow, a, cf, xkeep, scale, b1, b1c
 
 
 def _unfactored_stats(x, g, v, s, nchunks):
-    """Returns (sum U**2, sum x**2) with the new second moment, leaving ``v`` unchanged."""
+    """Returns (sum U**2, sum x**2, largest g**2 as computed in g's dtype) with the new
+    second moment, leaving ``v`` unchanged."""
     size = g.shape[0]
     bet2, keep, e1 = _scalars(v.dtype, s.beta2, 1.0 - s.beta2, s.eps1)
     upart = np.zeros(nchunks)
     xpart = np.zeros(nchunks)
+    gpart = np.zeros(nchunks)
     for k in prange(nchunks):
         lo, hi = _chunk(k, nchunks, size)
         lane = np.zeros(SUM_LANES)
-        upart[k] = _add_sumsq_normalized(g[lo:hi], v[lo:hi], bet2, keep, e1, lane) + lane.sum()
+        mlane = np.zeros(SUM_LANES)
+        usum, tail = _add_sumsq_normalized(g[lo:hi], v[lo:hi], bet2, keep, e1, lane, mlane)
+        upart[k] = usum + lane.sum()
+        gpart[k] = _larger(tail, mlane.max())
         if s.scale_parameter:
             xlane = np.zeros(SUM_LANES)
             xpart[k] = _add_sumsq(x[lo:hi], xlane) + xlane.sum()
-    return upart.sum(), xpart.sum()
+    return upart.sum(), xpart.sum(), gpart.max()
 
 
 def _unfactored_apply(x, out, g, v, mom, usum, xsum, s, inplace, nchunks):
@@ -429,8 +441,9 @@ def _update_normalized_momentum_to(out, x, g, v, mom, beta2, keep, eps1, xkeep, 
 
 
 @jit
-def _add_sumsq_normalized(g, v, beta2, keep, eps1, lane):
-    """Add U**2 = g**2 / (beta2 v + keep (g**2 + eps1)) into the lanes; return the tail's sum.
+def _add_sumsq_normalized(g, v, beta2, keep, eps1, lane, mlane):
+    """Add U**2 = g**2 / (beta2 v + keep (g**2 + eps1)) into the lanes and the largest
+    g**2 into ``mlane``; return the tail's sum and largest g**2.
 
     U**2 is formed without the square root (it only feeds RMS(U)).
     """
@@ -440,11 +453,14 @@ def _add_sumsq_normalized(g, v, beta2, keep, eps1, lane):
         for k in range(SUM_LANES):
             g2 = g[base + k] * g[base + k]
             lane[k] += np.float64(g2 / (beta2 * v[base + k] + keep * (g2 + eps1)))
+            mlane[k] = _larger(mlane[k], np.float64(g2))
     s = 0.0
+    tail = 0.0
     for j in range(mm, m):
         g2 = g[j] * g[j]
         s += np.float64(g2 / (beta2 * v[j] + keep * (g2 + eps1)))
-    return s
+        tail = _larger(tail, np.float64(g2))
+    return s, tail
 
 
 @jit

@@ -53,11 +53,13 @@ def _target(x, out):
 
 
 def factored_stats(x, g, state, s):
-    """Pending statistics ``(R_new, C_new, sum U**2, sum x**2)`` of a ``(B, n, m)`` block.
+    """``(pending, glow)`` of a ``(B, n, m)`` block, in one pass over g.
 
+    ``pending`` holds the statistics ``(R_new, C_new, sum U**2, sum x**2)``; ``glow`` is
+    ``RMS(g)``, a lower bound of ``max|g|`` (up to rounding). ``(None, nan)`` when the
+    gradient holds a NaN or inf, or its squares overflow the statistics' dtype.
     ``state`` is a ``FactoredState`` (``row`` ``(B, n)``, ``col`` ``(B, m)``, ``m``), ``s``
-    a ``StepScalars``. None when the gradient holds a NaN or inf, or its squares overflow
-    the statistics' dtype. Nothing is modified.
+    a ``StepScalars``. Nothing is modified.
     """
     r, c = state.row, state.col
     nchunks = _factored_chunks(g)
@@ -65,9 +67,16 @@ def factored_stats(x, g, state, s):
     rn = np.empty_like(r)
     cn = np.empty_like(c)
     gsum, xsum, usum = kernel(x, g, r, c, rn, cn, s, nchunks)
+    return _checked((rn, cn, usum, xsum), gsum, usum, math.sqrt(gsum / g.size))
+
+
+def _checked(pending, gsum, usum, glow):
+    """``(pending, glow)``, or ``(None, nan)`` unless the sums are finite (a NaN or inf in
+    g, or squares that overflow, make them so; which of these it was, only a scan of g
+    tells: ``max_abs``)."""
     if not (math.isfinite(gsum) and math.isfinite(usum)):
-        return None
-    return rn, cn, usum, xsum
+        return None, math.nan
+    return pending, glow
 
 
 def factored_apply(x, out, g, state, pending, s):
@@ -85,14 +94,13 @@ def factored_apply(x, out, g, state, pending, s):
 
 
 def unfactored_stats(x, g, state, s):
-    """Pending sums ``(sum U**2, sum x**2)`` of a flat block (``state`` an
-    ``UnfactoredState``), or None when g is not finite. Nothing is modified."""
+    """``(pending, glow)`` of a flat block (``state`` an ``UnfactoredState``): the sums
+    ``(sum U**2, sum x**2)`` and ``max|g|`` (its squares taken in g's dtype, so up to
+    rounding), or ``(None, nan)`` when g is not finite. Nothing is modified."""
     nchunks = n_chunks(g.size, g.size)
     kernel = k.unfactored_stats_serial if nchunks == 1 else k.unfactored_stats_parallel
-    usum, xsum = kernel(x, g, state.v, s, nchunks)
-    if not math.isfinite(usum):
-        return None
-    return usum, xsum
+    usum, xsum, g2max = kernel(x, g, state.v, s, nchunks)
+    return _checked((usum, xsum), usum, usum, math.sqrt(g2max))
 
 
 def unfactored_apply(x, out, g, state, pending, s):
@@ -108,7 +116,7 @@ def unfactored_apply(x, out, g, state, pending, s):
 def _one_call(stats, apply, what):
     """The one-call step of a block: ``stats``, then ``apply`` unless refused."""
     def step(x, out, g, state, s):
-        pending = stats(x, g, state, s)
+        pending, _ = stats(x, g, state, s)
         if pending is None:
             return False
         apply(x, out, g, state, pending, s)
