@@ -39,12 +39,16 @@ def normalize_shapes(shapes):
 def _is_shape(obj):
     if isinstance(obj, numbers.Integral) and not isinstance(obj, bool):
         return True
+    if isinstance(obj, np.ndarray):  # an array of ints is one shape, as np.zeros takes it
+        return obj.ndim <= 1 and obj.dtype.kind in "iu"
     if isinstance(obj, (tuple, list)):
         return all(isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in obj)
     return False
 
 
 def _as_shape(obj):
+    if isinstance(obj, np.ndarray):
+        obj = obj.tolist()
     shape = (int(obj),) if isinstance(obj, numbers.Integral) else tuple(int(d) for d in obj)
     if any(d < 0 for d in shape):
         raise ValueError(f"a block shape has a negative dimension: {shape}")

@@ -34,3 +34,13 @@ def test_copy_continues_like_the_original(how, dtype, rng):
     for blk0, blk1 in zip(before["blocks"], after["blocks"], strict=True):
         for key in blk0:
             np.testing.assert_array_equal(blk0[key], blk1[key])
+
+
+@pytest.mark.parametrize("shapes, want", [
+    (np.array([5, 3]), [(5, 3)]),          # an array of ints is one shape, as in NumPy
+    (np.array(4), [(4,)]),
+    ([np.array([2, 3]), (4,)], [(2, 3), (4,)]),
+    ([5, 3], [(5, 3)]),
+])
+def test_shapes_given_as_arrays(shapes, want):
+    assert Adafactor(shapes).shapes == want
