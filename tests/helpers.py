@@ -48,7 +48,7 @@ def gradient_stream(rng, shapes, dtype, n_steps):
         for s in shapes:
             g = rng.standard_normal(s) * 10.0 ** rng.uniform(-2, 1)
             if len(s) >= 2:
-                g = g * rng.uniform(0.2, 5.0, size=s[:-1] + (1,))
+                g = g * rng.uniform(0.2, 5.0, size=tuple(s[:-1]) + (1,))
             step.append(np.array(g, dtype=dtype))
         out.append(step)
     return out

@@ -21,6 +21,8 @@ import sys
 import numpy as np
 import pytest
 
+from helpers import gradient_stream
+
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM", "") not in ("", "0")
 LARGE = os.environ.get("FASTFACTOR_TEST_SIZE", "small") == "large"
 
@@ -117,14 +119,6 @@ def assert_agree(actual, expected, dtype, err_msg=""):
 
 
 def gradients(rng, shapes, dtype, n_steps):
-    """Random gradients whose scale and per-row scales change from step to step."""
-    out = []
-    for _ in range(n_steps):
-        step = []
-        for s in shapes:
-            g = rng.standard_normal(s) * 10.0 ** rng.uniform(-2, 1)
-            if len(s) >= 2:
-                g = g * rng.uniform(0.2, 5.0, size=tuple(s[:-1]) + (1,))
-            step.append(np.asarray(g, dtype=dtype))
-        out.append(step)
-    return out
+    """Random gradients whose scale and per-row scales change from step to step (the
+    stream of ``helpers.gradient_stream``)."""
+    return gradient_stream(rng, shapes, dtype, n_steps)
