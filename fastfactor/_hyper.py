@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import NamedTuple
 
+import numpy as np
+
 LrType = None | float | Callable[[int], float]
 
 
@@ -59,7 +61,7 @@ class Hyper:
             if not self.beta1 < 1.0:
                 raise ValueError(f"beta1 must be in [0, 1) or None, got {self.beta1!r}")
         for name in ("scale_parameter", "warmup_init"):
-            if not isinstance(getattr(self, name), (bool, numbers.Integral)):
+            if not isinstance(getattr(self, name), (bool, np.bool_, numbers.Integral)):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if self.warmup_init and self.lr is not None:
             raise ValueError(
@@ -141,7 +143,8 @@ def signature_with_hyper(func):
     """``func``'s signature with ``**hyper`` spelled out as ``Hyper``'s fields and
     defaults (what ``help`` and ``inspect.signature`` show)."""
     sig = inspect.signature(func)
-    params = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    params = [p for p in sig.parameters.values()
+              if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
     params += [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default)
                for f in fields(Hyper)]
     return sig.replace(parameters=params)

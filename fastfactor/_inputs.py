@@ -2,6 +2,7 @@
 objective's value and gradient."""
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.optimize import Bounds
 
 from ._blocks import FLOAT_DTYPES
@@ -107,6 +108,14 @@ def as_scalar(f):
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"the objective must return a real number, got {f!r}")
     return float(arr.reshape(()))
+
+
+def as_dense_gradient(g):
+    """The user's gradient as a NumPy array (TypeError for a sparse matrix)."""
+    if sp.issparse(g):
+        raise TypeError(f"the gradient is a sparse matrix of shape {g.shape}; sparse "
+                        "gradients are not supported: return a dense array (g.toarray())")
+    return np.asarray(g)
 
 
 def check_gradient(shape, dtype, expected, what="the shape of x"):

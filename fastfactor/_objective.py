@@ -3,7 +3,7 @@
 import numpy as np
 
 from . import _finite_diff
-from ._inputs import as_scalar, check_gradient
+from ._inputs import as_dense_gradient, as_scalar, check_gradient
 
 
 class Objective:
@@ -64,7 +64,7 @@ class Objective:
         return f, self._finite_difference(x, f), None
 
     def _grad(self, g):
-        g = np.asarray(g)
+        g = as_dense_gradient(g)
         check_gradient(g.shape, g.dtype, self.shape)
         flat = g.astype(self.dtype, copy=False).reshape(-1)
         if not flat.flags.writeable:  # e.g. a broadcast: a kernel argument of its own type

@@ -6,6 +6,7 @@ defaults live in ``Hyper`` alone) and warns about unknown names at the user's ca
 wherever it came from (directly, or through ``scipy.optimize.minimize``).
 """
 
+import difflib
 import math
 import numbers
 import os
@@ -80,9 +81,14 @@ def parse_options(options, spec):
     validator)}``, validated; defaults are not validated) and the hyper-parameters given.
     Unknown names warn with ``OptimizeWarning``."""
     options = as_options(options)
-    unknown = sorted(set(options) - set(spec) - set(HYPER_NAMES))
+    known = list(spec) + list(HYPER_NAMES)
+    unknown = sorted(set(options) - set(known))
     if unknown:
-        warn_at_caller(f"Unknown solver options: {', '.join(unknown)}", OptimizeWarning)
+        named = []
+        for name in unknown:
+            close = difflib.get_close_matches(str(name), known, n=1)
+            named.append(f"{name} (did you mean {close[0]}?)" if close else str(name))
+        warn_at_caller(f"Unknown solver options: {', '.join(named)}", OptimizeWarning)
     solver = {}
     for name, (default, check) in spec.items():
         if name in options:

@@ -1,6 +1,7 @@
 """``Adafactor``: the stateful stepper."""
 
 import numbers
+import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -59,6 +60,12 @@ class Adafactor:
     float64). A factored ``(..., n, m)`` block keeps ``(..., n)`` + ``(..., m)``
     numbers, plus a full first moment only when ``beta1`` is set.
 
+    ``shapes``, ``factored``, ``hyper``, ``device``, ``t`` and ``dtype`` are read-only:
+    the state was sized from them. Parameters of different blocks must not share
+    memory, nor may one array overlap itself (a zero stride): such a step is refused
+    with ``ValueError``. Threads may share one optimizer; their steps are taken one at a
+    time.
+
     Examples
     --------
     >>> import numpy as np
@@ -70,18 +77,50 @@ class Adafactor:
     (array([0.9, 0.9, 0.9]), array([0.1, 0.1, 0.1]))
     """
 
-    def __init__(self, shapes, *, device="cpu", **hyper):
-        self.shapes, self._single = normalize_shapes(shapes)
-        self.hyper = make_hyper(hyper, "Adafactor()")
-        self.device = device
-        self.backend = get_backend(device)
-        self.factored = [self.hyper.factored(s) for s in self.shapes]
+    def __init__(self, shapes, *misplaced, device="cpu", **hyper):
+        if callable(shapes) or {"args", "jac", "bounds", "callback"} & set(hyper):
+            raise TypeError(
+                "Adafactor is the stepper (Adafactor(shapes, ...).step(params, grads)); as a "
+                "scipy.optimize.minimize method, pass method=fastfactor.adafactor")
+        if misplaced:
+            raise TypeError(f"Adafactor takes the block shapes as one argument, e.g. "
+                            f"Adafactor([{shapes!r}, {', '.join(map(repr, misplaced))}]); "
+                            "hyper-parameters are keywords")
+        shapes, self._single = normalize_shapes(shapes)
+        self._shapes = tuple(shapes)
+        self._hyper = make_hyper(hyper, "Adafactor()")
+        self._device = device
+        self._backend = get_backend(device)
+        self._factored = tuple(self._hyper.factored(s) for s in shapes)
         # the shape each block takes in the kernels; None for an empty block
         self._kernel_shapes = [kernel_shape(s, f) if block_size(s) else None
-                               for s, f in zip(self.shapes, self.factored, strict=True)]
-        self.t = 0
-        self.dtype = None
+                               for s, f in zip(shapes, self._factored, strict=True)]
+        self._t = 0
+        self._dtype = None
         self._state = None
+        # one step at a time: threads sharing an optimizer must not interleave phases
+        self._lock = threading.RLock()
+
+    # Read-only: the state arrays were sized from these, and the kernels trust them.
+    shapes = property(lambda self: list(self._shapes),
+                      doc="The block shapes (a new list; set at construction).")
+    factored = property(lambda self: list(self._factored),
+                        doc="Whether each block keeps a factored second moment.")
+    hyper = property(lambda self: self._hyper, doc="The hyper-parameters (a frozen Hyper).")
+    device = property(lambda self: self._device, doc='"cpu" or "cuda".')
+    backend = property(lambda self: self._backend, doc="The backend the steps run on.")
+    t = property(lambda self: self._t, doc="The number of steps taken.")
+    dtype = property(lambda self: self._dtype,
+                     doc="The state's dtype (None before the first step).")
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
     def __repr__(self):
         shapes = self.shapes[0] if self._single else self.shapes
@@ -99,7 +138,7 @@ class Adafactor:
                                            be.zeros((ks[0], ks[2]), dtype), mom))
             else:
                 state.append(UnfactoredState(be.zeros(ks, dtype), mom))
-        self.dtype = np.dtype(dtype)
+        self._dtype = np.dtype(dtype)
         self._state = state
 
     def state_dict(self):
@@ -138,6 +177,10 @@ class Adafactor:
         Everything is checked before anything changes: a state that is refused
         (``ValueError``/``TypeError``) leaves this optimizer as it was.
         """
+        with self._lock:
+            self._load_state_dict(state)
+
+    def _load_state_dict(self, state):
         for key in ("t", "shapes", "blocks"):
             if key not in state:
                 raise ValueError(f"state lacks {key!r}; pass a dict from state_dict()")
@@ -149,7 +192,7 @@ class Adafactor:
             raise ValueError(f"state['t'] must be a non-negative integer, got {t!r}")
         blocks = state["blocks"]
         if t == 0 or not blocks:
-            self.t, self._state, self.dtype = int(t), None, None
+            self._t, self._state, self._dtype = int(t), None, None
             return
         if len(blocks) != len(self.shapes):
             raise ValueError(f"state has {len(blocks)} blocks, this optimizer has "
@@ -164,7 +207,7 @@ class Adafactor:
         for st, arrays in zip(self._state, checked, strict=True):
             for key, arr in arrays.items():
                 self.backend.copy_into(getattr(st, key), arr)
-        self.t = int(t)
+        self._t = int(t)
 
     def _checked_block(self, shape, factored, saved, dtype):
         """The arrays of one saved block, checked: ``{field: array in dtype}``."""
@@ -208,13 +251,22 @@ class Adafactor:
             step is then refused as a whole, and the parameters, the state and ``t``
             are left exactly as they were (skip the batch, or lower the step size).
         """
+        with self._lock:
+            return self._step(params, grads)
+
+    def _step(self, params, grads):
+        n = len(self._shapes)
         ps = [params] if self._single and not isinstance(params, (list, tuple)) else list(params)
         gs = [grads] if self._single and not isinstance(grads, (list, tuple)) else list(grads)
-        if len(ps) != len(self.shapes) or len(gs) != len(self.shapes):
-            raise ValueError(f"expected {len(self.shapes)} parameter and gradient arrays, got "
-                             f"{len(ps)} and {len(gs)}")
+        if len(ps) != n or len(gs) != n:
+            hint = "" if n > 1 or self._single else "; pass lists of one array each"
+            if n > 1 and not isinstance(params, (list, tuple)):
+                hint = f"; pass lists of {n} arrays, one per block of shapes={self.shapes}"
+            raise ValueError(f"expected {n} parameter and gradient arrays, got "
+                             f"{len(ps)} and {len(gs)}{hint}")
         be = self.backend
         arrays = [be.as_param(p, shape) for p, shape in zip(ps, self.shapes, strict=True)]
+        _refuse_shared_memory(arrays)
         dtype = arrays[0].dtype
         if any(p.dtype != dtype for p in arrays):
             raise TypeError("all parameters of one optimizer must share one dtype, got "
@@ -281,9 +333,11 @@ class Adafactor:
 
     def _commit(self, prepared, xs, outs):
         """Phase 2: the step prepared at ``xs``, written into ``outs`` (may be ``xs``)."""
+        if prepared.t != self._t + 1:
+            raise RuntimeError("a step was taken between the two phases of another")
         be = self.backend
         s = prepared.s
-        self.t = prepared.t
+        self._t = prepared.t
         for i, x, xk, gk, copied, st, factored, pending in prepared.blocks:
             out = outs[i]
             if copied or out is x:
@@ -301,6 +355,21 @@ class Adafactor:
                 apply(xk, work, gk, st, pending, s)
             if work is xk and (copied or out is not x):
                 be.copy_into(out, work)
+
+
+def _refuse_shared_memory(arrays):
+    """Parameters of different blocks must not share memory (each would be stepped
+    once per block): ValueError naming the two blocks."""
+    host = [a for a in arrays if isinstance(a, np.ndarray)]
+    if len(host) < 2:
+        return
+    for i in range(len(arrays)):
+        for j in range(i):
+            a, b = arrays[i], arrays[j]
+            if isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and \
+                    np.shares_memory(a, b):
+                raise ValueError(f"the parameters of blocks {j} and {i} share memory; each "
+                                 "block must be an array of its own (pass copies)")
 
 
 class _Prepared(NamedTuple):

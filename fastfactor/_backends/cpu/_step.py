@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from ..._blocks import FLOAT_DTYPES
-from ..._inputs import check_gradient
+from ..._inputs import as_dense_gradient, check_gradient
 from . import _kernels as k
 from ._jit import n_chunks
 
@@ -167,12 +167,16 @@ def as_param(p, shape):
         raise TypeError(f"parameters must be float32 or float64, got {p.dtype}")
     if not p.flags.writeable:
         raise ValueError("a parameter array is read-only; the step updates parameters in place")
+    if any(st == 0 and d > 1 for st, d in zip(p.strides, p.shape, strict=True)):
+        raise ValueError("the parameter array has overlapping elements (a zero stride, e.g. "
+                         "from np.broadcast_to); the step updates parameters in place: pass "
+                         "an array of its own")
     return p
 
 
 def as_grad(g, shape, dtype):
     """``g`` as an array of ``shape`` in ``dtype`` (converted only when needed)."""
-    g = np.asarray(g)
+    g = as_dense_gradient(g)
     check_gradient(g.shape, g.dtype, shape, "the block shape")
     return g.astype(dtype, copy=False)
 

@@ -13,7 +13,7 @@ import numpy as np
 from numba import cuda
 
 from ..._blocks import FLOAT_DTYPES
-from ..._inputs import check_gradient
+from ..._inputs import as_dense_gradient, check_gradient
 from ._kernels import _copy3_kernel, _fill_kernel
 from ._launch import SIMULATOR, _blocks_target, _cdiv, _tpb
 
@@ -259,7 +259,7 @@ def checked_grad(g, shape, what):
     """``g`` checked against ``shape``: ``(array, on_device)``, a device view when ``g``
     is a device array, else a NumPy array. ``what`` names the shape in the error."""
     on_device = is_device_array(g)
-    a = _view(g) if on_device else np.asarray(g)
+    a = _view(g) if on_device else as_dense_gradient(g)
     check_gradient(a.shape, a.dtype, shape, what)
     if on_device:
         _check_strides(a, "gradient")
