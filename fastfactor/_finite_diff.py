@@ -10,6 +10,8 @@ shrinks to the room on the roomier side (as ``approx_derivative`` does with
 ``bounds``); a fixed variable (``lb == ub``) gets a zero derivative, without a call.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 FD_METHODS = ("2-point", "3-point", "cs")
@@ -25,23 +27,52 @@ def check_method(jac):
     return None
 
 
-def relative_steps(x, method, dtype):
-    """SciPy's relative steps for the float64 point ``x`` and the problem's ``dtype``."""
-    power = 1 / 3 if method == "3-point" else 1 / 2
-    return np.finfo(dtype).eps ** power * np.maximum(1.0, np.abs(x))
+class Settings(NamedTuple):
+    """How a front end differentiates: ``method`` (None: what ``jac`` says), SciPy's
+    ``finite_diff_rel_step`` (None: the default), and flat float64 bounds or None."""
+
+    method: str | None = None
+    rel_step: float | None = None
+    lb: np.ndarray | None = None
+    ub: np.ndarray | None = None
 
 
-def jacobian(call, xh, f0, method, lb=None, ub=None, to_work=np.asarray):
+def resolve_method(jac, method):
+    """The method for ``jac`` (None, False or a method name) and the ``method`` option;
+    ValueError when they disagree or name no method."""
+    if method is not None and method not in FD_METHODS:
+        raise ValueError(f"finite_diff_method must be one of {FD_METHODS}, got {method!r}")
+    from_jac = check_method(jac)
+    if isinstance(jac, str) and method is not None and method != jac:
+        raise ValueError(f"jac={jac!r} and finite_diff_method={method!r} disagree; give one")
+    return method if method is not None and jac in (None, False) else from_jac
+
+
+def relative_steps(x, method, dtype, rel_step=None, f_dtype=None):
+    """SciPy's relative steps for the float64 point ``x``: ``rel_step * max(1, |x|)``,
+    by default ``eps**(1/2)`` (``eps**(1/3)`` for "3-point") with the ``eps`` of the
+    coarser of x's dtype and the dtype ``f`` is computed in (as ``approx_derivative``:
+    differences of float32 values need float32-sized steps)."""
+    if rel_step is None:
+        eps = np.finfo(dtype).eps
+        if f_dtype is not None and np.dtype(f_dtype).kind == "f":
+            eps = max(eps, np.finfo(f_dtype).eps)
+        rel_step = eps ** (1 / 3 if method == "3-point" else 1 / 2)
+    return rel_step * np.maximum(1.0, np.abs(x))
+
+
+def jacobian(call, xh, f0, method, lb=None, ub=None, to_work=np.asarray, rel_step=None,
+             f_dtype=None):
     """The ``(m, n)`` float64 Jacobian at the flat host point ``xh`` (x's dtype).
 
     ``call(xw)`` evaluates at the stepped point ``xw`` and returns ``m`` values as a
     flat array (complex for "cs"); ``f0`` holds the values at ``xh`` (used by forward
     differences). ``xw`` is ``to_work(copy of xh)``: a host array, or a device array
     whose elements are assigned one at a time. ``lb``/``ub`` are flat float64 bounds or
-    None.
+    None; ``rel_step`` and ``f_dtype`` size the steps (see :func:`relative_steps`).
     """
     xd = xh.astype(np.float64)
-    h = relative_steps(xd, method, xh.dtype)
+    h = relative_steps(xd, method, xh.dtype, rel_step, f_dtype)
     n = xh.size
     J = None
     if method == "cs":

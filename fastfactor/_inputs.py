@@ -32,6 +32,12 @@ def as_x0(x0):
     return arr
 
 
+def fit_one_element(a, x):
+    """``a`` shaped as ``x`` when both hold one element (a 0-d x0 with ``Bounds(-1, 3)``,
+    whose arrays SciPy makes 1-d); else ``a`` as it is."""
+    return a.reshape(x.shape) if x.size == 1 and a.size == 1 else a
+
+
 def parse_bounds(bounds, x):
     """``(lb, ub)`` as flat float64 arrays of x's size, or None when nothing is bounded.
 
@@ -44,8 +50,10 @@ def parse_bounds(bounds, x):
     n = x.size
     if isinstance(bounds, Bounds):
         try:
-            lb = np.broadcast_to(np.asarray(bounds.lb, dtype=float), x.shape).ravel()
-            ub = np.broadcast_to(np.asarray(bounds.ub, dtype=float), x.shape).ravel()
+            lb = np.broadcast_to(fit_one_element(np.asarray(bounds.lb, dtype=float), x),
+                                 x.shape).ravel()
+            ub = np.broadcast_to(fit_one_element(np.asarray(bounds.ub, dtype=float), x),
+                                 x.shape).ravel()
         except ValueError:
             raise ValueError(f"bounds must broadcast to x0's shape {x.shape}: got lb of shape "
                              f"{np.shape(bounds.lb)} and ub of shape {np.shape(bounds.ub)}"

@@ -2,7 +2,7 @@
 
 from scipy.optimize import OptimizeResult
 
-from . import _driver
+from . import _driver, _finite_diff
 from ._backends import get_backend
 from ._blocks import Layout
 from ._callbacks import as_callback
@@ -16,6 +16,7 @@ from ._options import (
     optional,
     parse_options,
     parse_shapes,
+    positive_real,
     warn_at_caller,
 )
 from ._stepper import Adafactor
@@ -35,6 +36,8 @@ SOLVER_OPTIONS = {
     "shapes": (None, None),
     "disp": (False, flag),
     "device": ("cpu", None),
+    "finite_diff_method": (None, None),
+    "finite_diff_rel_step": (None, optional(positive_real)),
 }
 DEFAULT_GTOL = 1e-5
 
@@ -105,6 +108,14 @@ def adafactor(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None,
         for a device x0 such as a CuPy array or PyTorch CUDA tensor, Numba device
         arrays for a NumPy x0) and may return the gradient on the device or the host;
         ``res.x``, ``res.jac`` and callback arrays are copies of x0's kind.
+    finite_diff_method : {"2-point", "3-point", "cs"}
+        The finite-difference scheme when ``jac`` is None: the way to choose it through
+        ``scipy.optimize.minimize``, which hands a custom method ``jac=None`` for any
+        ``jac`` string. Default: forward ("2-point").
+    finite_diff_rel_step : float
+        The relative step ``h = finite_diff_rel_step * max(1, |x|)`` (SciPy's option).
+        Default: ``eps**(1/2)`` ("2-point", "cs") or ``eps**(1/3)`` ("3-point"), with
+        the ``eps`` of the coarser of x's dtype and the dtype ``fun`` returns.
     lr, eps1, eps2, clip_threshold, decay_rate, beta1, weight_decay, scale_parameter, warmup_init, min_dim_size_to_factor
         The hyper-parameters, as in :class:`fastfactor.Adafactor`. Deterministic
         problems need a decaying ``lr`` schedule (a callable ``t -> rho_t``) or
@@ -186,7 +197,10 @@ def _run(fun, x0, args, jac, hess, hessp, bounds, constraints, callback, options
     box = None if host_box is None else be.box(*host_box)
     if box is not None:
         be.clip(xa, *box)
-    obj = be.objective(fun, jac, args, shape, x.dtype, x0, host_box)
+    lb, ub = (None, None) if host_box is None else host_box
+    fd = _finite_diff.Settings(solver["finite_diff_method"], solver["finite_diff_rel_step"],
+                               lb, ub)
+    obj = be.objective(fun, jac, args, shape, x.dtype, x0, fd)
     export = be.exporter(x0, shape)
     report = None
     if callback is not None:

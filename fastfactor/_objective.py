@@ -15,22 +15,23 @@ class Objective:
     array itself, flat, when it already is of ``dtype`` and contiguous (it is converted
     otherwise): nothing of x's size is copied on its way to the step. ``jac=None`` (or
     a finite-difference method name) differentiates numerically, counted in ``nfev``,
-    never evaluating outside ``fd_bounds`` (flat ``(lb, ub)`` or None).
+    as ``fd`` (a ``_finite_diff.Settings``) says: never outside its bounds.
     """
 
-    def __init__(self, fun, jac, args, shape, dtype, fd_bounds=None):
+    def __init__(self, fun, jac, args, shape, dtype, fd=None):
         if not callable(fun):
             raise TypeError(f"fun must be callable, got {fun!r}")
         self.fun, self.args, self.shape = fun, tuple(args), tuple(shape)
         self.dtype = np.dtype(dtype)
-        self.fd_bounds = fd_bounds
+        self.fd_settings = _finite_diff.Settings() if fd is None else fd
+        self.f_dtype = None  # the dtype fun computes in, read from its first value
         self.nfev = self.njev = 0
         if jac is True:
             self.mode = "combined"
         elif callable(jac):
             self.mode, self.jac = "separate", jac
         else:
-            self.fd = _finite_diff.check_method(jac)
+            self.fd = _finite_diff.resolve_method(jac, self.fd_settings.method)
             if self.fd is None:
                 raise ValueError(f"jac must be a callable, True, None or one of "
                                  f"{_finite_diff.FD_METHODS}, got {jac!r}")
@@ -43,7 +44,10 @@ class Objective:
 
     def _f(self, xv):
         self.nfev += 1
-        return self._scalar(self.fun(xv, *self.args))
+        value = self.fun(xv, *self.args)
+        if self.f_dtype is None:
+            self.f_dtype = np.asarray(self._raw(value)).dtype
+        return self._scalar(value)
 
     def __call__(self, x):
         """``(f, g, None)`` at the flat array ``x``; ``g`` flat, in ``dtype``."""
@@ -78,13 +82,13 @@ class Objective:
 
     def _finite_difference(self, x, f0):
         """The gradient by ``_finite_diff.jacobian`` of the scalar objective."""
-        lb, ub = self.fd_bounds if self.fd_bounds is not None else (None, None)
+        fd = self.fd_settings
 
         def call(xw):
             self.nfev += 1
             value = self._raw(self.fun(self._view(xw), *self.args))
             return value if self.fd == "cs" else np.float64(self._scalar(value))
 
-        J = _finite_diff.jacobian(call, self._to_host(x), np.float64(f0), self.fd, lb, ub,
-                                  self._to_work)
+        J = _finite_diff.jacobian(call, self._to_host(x), np.float64(f0), self.fd, fd.lb, fd.ub,
+                                  self._to_work, fd.rel_step, self.f_dtype)
         return self._grad(J.reshape(self.shape).astype(self.dtype))

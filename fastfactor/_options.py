@@ -39,6 +39,13 @@ def nonneg_real(name, value):
     return float(value)
 
 
+def positive_real(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
+            math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
 def real(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
         raise TypeError(f"{name} must be a real number, got {value!r}")

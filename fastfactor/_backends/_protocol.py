@@ -79,8 +79,9 @@ class Backend(Protocol):
         """x0 as a new float array of this backend (NumPy rules: float32 stays float32)."""
     def box(self, lb, ub):
         """Host bounds ``(lb, ub)`` (flat float64) as arrays this backend's reductions take."""
-    def objective(self, fun, jac, args, shape, dtype, x0, fd_bounds):
-        """The evaluation ``x -> (f, g)`` of a flat iterate of this backend."""
+    def objective(self, fun, jac, args, shape, dtype, x0, fd):
+        """The evaluation ``x -> (f, g, None)`` of a flat iterate of this backend; ``fd``
+        (a ``fastfactor._finite_diff.Settings``) says how to differentiate ``fun``."""
     def exporter(self, x0, shape, owned=False):
         """``a -> copy of a in shape``, of x0's kind (NumPy for a NumPy x0). ``owned``: the
         arrays are the run's own, handed over at its end (a copy only where x0's kind

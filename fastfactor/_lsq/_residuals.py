@@ -14,6 +14,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
 from .. import _finite_diff
+from .._inputs import fit_one_element
 
 
 def _x_scale(spec, x, J):
@@ -31,7 +32,7 @@ def _x_scale(spec, x, J):
         norms = _column_norms(J, x.size).reshape(x.shape)
         return np.where(norms > 0, 1 / np.where(norms > 0, norms, 1), 1).astype(x.dtype)
     try:
-        s = np.broadcast_to(np.asarray(spec, dtype=float), x.shape)
+        s = np.broadcast_to(fit_one_element(np.asarray(spec, dtype=float), x), x.shape)
     except (TypeError, ValueError):
         raise ValueError(f"x_scale must be 'jac', None or positive numbers broadcastable to "
                          f"x0's shape {x.shape}, got {spec!r}") from None
@@ -60,6 +61,7 @@ class _Residuals:
         self.m = None
         self.lb, self.ub = lb, ub
         self.nfev = self.njev = 0
+        self.r_dtype = None
         fd = None if callable(jac) or jac is False else _finite_diff.check_method(jac)
         if callable(jac):
             self.jac, self.fd = jac, None
@@ -73,6 +75,8 @@ class _Residuals:
         self.nfev += 1
         r = self.fun(x.reshape(self.shape).copy(), *self.args)
         r = np.asarray(r)
+        if self.r_dtype is None:
+            self.r_dtype = r.dtype  # the dtype fun computes in (sizes difference steps)
         if r.dtype.kind not in "biufc" or (r.dtype.kind == "c" and self.fd != "cs"):
             raise TypeError(f"fun must return real numbers (the residuals), got dtype {r.dtype}")
         r = r.reshape(-1)
@@ -108,7 +112,9 @@ class _Residuals:
         J = np.asarray(J)
         if J.dtype.kind not in "biuf":
             raise TypeError(f"jac must return a real Jacobian, got dtype {J.dtype}")
-        if J.shape not in ((m, n), (m,) + tuple(self.shape)) and not (m == 1 and J.shape == (n,)):
+        one_unknown = n == 1 and J.size == m  # a 0-d or 1-element x0: J as (m,), (m, 1), ...
+        if J.shape not in ((m, n), (m,) + tuple(self.shape)) and not (
+                m == 1 and J.shape == (n,)) and not one_unknown:
             raise ValueError(f"jac returned an array of shape {J.shape}; expected (m, n) = "
                              f"{(m, n)} (or (m,) + x0.shape) for {m} residuals and "
                              f"{n} unknowns")
@@ -118,7 +124,8 @@ class _Residuals:
         """The Jacobian by ``_finite_diff.jacobian``, inside the bounds."""
         lb = None if self.lb is None else self.lb.reshape(-1)
         ub = None if self.ub is None else self.ub.reshape(-1)
-        return _finite_diff.jacobian(self.residuals, x.reshape(-1), r0, self.fd, lb, ub)
+        return _finite_diff.jacobian(self.residuals, x.reshape(-1), r0, self.fd, lb, ub,
+                                     f_dtype=self.r_dtype)
 
 
 def _rmatvec(J, r):

@@ -112,6 +112,9 @@ def minimize_stochastic(fun, x0, batches, args=(), jac=None, callback=None, opti
         is issued and the run goes on). Default False.
     shapes
         Blocks partitioning the flat x, as in :func:`fastfactor.minimize`.
+    finite_diff_method, finite_diff_rel_step
+        The finite differences on a batch when ``jac`` is None, as in
+        :func:`fastfactor.minimize`.
     lr, eps1, eps2, clip_threshold, decay_rate, beta1, weight_decay, scale_parameter, warmup_init, min_dim_size_to_factor
         The hyper-parameters of :class:`fastfactor.Adafactor`, with its defaults.
 
@@ -156,7 +159,7 @@ def minimize_stochastic(fun, x0, batches, args=(), jac=None, callback=None, opti
     if not isinstance(args, tuple):
         args = (args,)
     cfg = _Config(options, x, batches)
-    obj = Objective(fun, jac, args, x.shape, x.dtype)
+    obj = Objective(fun, jac, args, x.shape, x.dtype, cfg.fd)
     return _Loop(cfg, obj, args, callback).run(x)
 
 

@@ -14,7 +14,7 @@ import numbers
 import numpy as np
 from scipy.optimize import OptimizeResult
 
-from .. import _driver
+from .. import _driver, _finite_diff
 from .._blocks import Layout
 from .._callbacks import as_callback
 from .._hyper import make_hyper
@@ -27,6 +27,7 @@ from .._options import (
     parse_options,
     parse_shapes,
     positive_int,
+    positive_real,
     real,
     warn_at_caller,
 )
@@ -74,6 +75,8 @@ SOLVER_OPTIONS = {
     "progress": (False, flag),
     "shapes": (None, None),
     "device": ("cpu", cpu_only("minimize_stochastic")),
+    "finite_diff_method": (None, None),
+    "finite_diff_rel_step": (None, optional(positive_real)),
 }
 #: maxiter when neither maxiter nor epochs is given.
 DEFAULT_MAXITER = 1000
@@ -90,6 +93,7 @@ class _Config:
         o, hyper = parse_options(options, SOLVER_OPTIONS)
         self.hyper = make_hyper(hyper, "options")
         self.shapes = parse_shapes(o["shapes"], x.shape)
+        self.fd = _finite_diff.Settings(o["finite_diff_method"], o["finite_diff_rel_step"])
         self.eval_fun = o["eval_fun"]
         given = {"target": o["target"] is not None, "patience": o["patience"] is not None,
                  "restore_best": o["restore_best"]}

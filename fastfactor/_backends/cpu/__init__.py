@@ -37,8 +37,8 @@ class CpuBackend:
         return lb, ub
 
     @staticmethod
-    def objective(fun, jac, args, shape, dtype, x0, fd_bounds):
-        return Objective(fun, jac, args, shape, dtype, fd_bounds)
+    def objective(fun, jac, args, shape, dtype, x0, fd):
+        return Objective(fun, jac, args, shape, dtype, fd)
 
     @staticmethod
     def exporter(x0, shape, owned=False):

@@ -78,8 +78,8 @@ class CudaBackend:
         return to_device(lb), to_device(ub)
 
     @staticmethod
-    def objective(fun, jac, args, shape, dtype, x0, fd_bounds):
-        return DeviceObjective(fun, jac, args, shape, dtype, ArrayKind(x0).wrap, fd_bounds)
+    def objective(fun, jac, args, shape, dtype, x0, fd):
+        return DeviceObjective(fun, jac, args, shape, dtype, ArrayKind(x0).wrap, fd)
 
     @staticmethod
     def exporter(x0, shape, owned=False):

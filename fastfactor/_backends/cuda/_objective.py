@@ -16,8 +16,8 @@ class DeviceObjective(Objective):
     one of two device buffers in turn (the driver holds at most the last two).
     """
 
-    def __init__(self, fun, jac, args, shape, dtype, wrap, fd_bounds=None):
-        super().__init__(fun, jac, args, shape, dtype, fd_bounds)
+    def __init__(self, fun, jac, args, shape, dtype, wrap, fd=None):
+        super().__init__(fun, jac, args, shape, dtype, fd)
         self.wrap = wrap
         self._buffers = []
         self._turn = 1
