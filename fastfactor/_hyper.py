@@ -103,6 +103,25 @@ class Hyper:
             object.__setattr__(self, "_constant_scalars", rest)
         return StepScalars(float(self.beta2(t)), float(self.rho(t)), *rest)
 
+    def check_dtype(self, dtype):
+        """ValueError unless every constant hyper-parameter is finite in ``dtype`` (the
+        parameters' dtype, in which the kernels compute), and a positive ``eps1`` does
+        not vanish there."""
+        dt = np.dtype(dtype)
+        info = np.finfo(dt)
+        names = ["eps1", "eps2", "clip_threshold", "weight_decay"]
+        if self.lr is not None and not callable(self.lr):
+            names.append("lr")
+        for name in names:
+            value = float(getattr(self, name))
+            if abs(value) > float(info.max):
+                raise ValueError(f"{name}={value!r} overflows {dt} (largest {info.max:.4g}), "
+                                 f"the parameters' dtype; give a smaller {name}")
+        if self.eps1 > 0 and dt.type(self.eps1) == 0:
+            raise ValueError(f"eps1={self.eps1!r} rounds to 0 in {dt}, the parameters' dtype "
+                             f"(smallest positive {info.smallest_subnormal:.4g}); give a "
+                             "larger eps1 (the default is 1e-30)")
+
     def factored(self, shape):
         """Whether a block of ``shape`` keeps a factored (row/column) second moment."""
         k = self.min_dim_size_to_factor

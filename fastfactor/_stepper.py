@@ -250,6 +250,9 @@ class Adafactor:
             If a shape does not match, or if any gradient holds a NaN or inf: the
             step is then refused as a whole, and the parameters, the state and ``t``
             are left exactly as they were (skip the batch, or lower the step size).
+            Also when parameters share memory, and at the first step when a
+            hyper-parameter overflows the parameters' dtype (or a positive ``eps1``
+            rounds to 0 there), naming it.
         """
         with self._lock:
             return self._step(params, grads)
@@ -304,10 +307,17 @@ class Adafactor:
         all blocks, up to rounding (``RMS(g)`` of a factored block, ``max|g|`` of a flat
         one).
         """
-        if self._state is None:
-            self._allocate(xs[0].dtype)
+        dtype = xs[0].dtype
+        fresh = self._state is None
+        if fresh:
+            self._hyper.check_dtype(dtype)
         t = self.t + 1
         s = self.hyper.scalars(t)
+        if not s.rho <= float(np.finfo(dtype).max):
+            raise ValueError(f"the lr schedule returned {s.rho!r} at step {t}, which overflows "
+                             f"{dtype}, the parameters' dtype; nothing was updated")
+        if fresh:
+            self._allocate(dtype)
         be = self.backend
         two_phase = be.refuses_nonfinite
         blocks = []
@@ -326,6 +336,8 @@ class Adafactor:
                 stats = be.factored_stats if factored else be.unfactored_stats
                 pending, low = stats(xk, gk, st, s)
                 if pending is None:
+                    if fresh:  # a refused first step leaves no state behind either
+                        self._state = self._dtype = None
                     return None, i
                 glow = max(glow, low)
             blocks.append((i, x, xk, gk, copied, st, factored, pending))
