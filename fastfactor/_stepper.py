@@ -1,5 +1,6 @@
 """``Adafactor``: the stateful stepper."""
 
+import json
 import numbers
 import threading
 from typing import NamedTuple
@@ -140,6 +141,44 @@ class Adafactor:
                 state.append(UnfactoredState(be.zeros(ks, dtype), mom))
         self._dtype = np.dtype(dtype)
         self._state = state
+
+    def save_state(self, file):
+        """Write the state to ``file`` (a path or a binary file) as a NumPy ``.npz``
+        archive that loads without pickle: the checkpoint format to prefer.
+
+        The arrays of :meth:`state_dict` (``block{i}_{row,col,v,m}``) and ``t`` and the
+        shapes; not the hyper-parameters, which are the loading optimizer's own.
+        """
+        state = self.state_dict()
+        arrays = {"t": np.int64(state["t"]),
+                  "shapes": np.array(json.dumps(state["shapes"]))}
+        for i, block in enumerate(state["blocks"]):
+            for key, arr in block.items():
+                arrays[f"block{i}_{key}"] = arr
+        np.savez(file, **arrays)
+
+    def load_state(self, file):
+        """Restore a state written by :meth:`save_state` (read with
+        ``allow_pickle=False``: a checkpoint from elsewhere cannot run code), checked as
+        :meth:`load_state_dict` checks it."""
+        with np.load(file, allow_pickle=False) as data:
+            names = set(data.files)
+            if not {"t", "shapes"} <= names:
+                raise ValueError(f"{file!r} is not a fastfactor state (no 't' or 'shapes'); "
+                                 "write one with Adafactor.save_state")
+            blocks = []
+            i = 0
+            while any(name.startswith(f"block{i}_") for name in names):
+                prefix = f"block{i}_"
+                blocks.append({name[len(prefix):]: data[name] for name in names
+                               if name.startswith(prefix)})
+                i += 1
+            t = data["t"]
+            if t.shape != () or t.dtype.kind not in "iu":
+                raise ValueError(f"the state's t must be one integer, got {t!r}")
+            state = {"t": int(t), "shapes": json.loads(str(data["shapes"])),
+                     "blocks": blocks}
+        self.load_state_dict(state)
 
     def state_dict(self):
         """The optimizer's state as a plain, picklable dict (copies).

@@ -9,6 +9,7 @@ step blocks side by side.
 
 import os
 import types
+import warnings
 
 import numba
 
@@ -22,9 +23,33 @@ _DEFAULTS = dict(cache=CACHE, fastmath=False, nogil=True, error_model="numpy")
 PARALLEL_MIN_SIZE = 1 << 16
 
 
+def _njit(func, **options):
+    """``numba.njit`` with the defaults; without a writable cache location (a read-only
+    install and home), compiled in memory instead, with one warning."""
+    try:
+        return numba.njit(**_DEFAULTS, **options)(func)
+    except RuntimeError as exc:
+        if not (_DEFAULTS["cache"] and "cannot cache" in str(exc)):
+            raise
+        _warn_no_cache(exc)
+        return numba.njit(**dict(_DEFAULTS, cache=False), **options)(func)
+
+
+_WARNED = []
+
+
+def _warn_no_cache(exc):
+    if not _WARNED:
+        _WARNED.append(True)
+        warnings.warn(f"fastfactor's kernels are compiled without a disk cache ({exc}); set "
+                      "NUMBA_CACHE_DIR to a writable folder to keep them across processes, "
+                      "or FASTFACTOR_NUMBA_CACHE=0 to silence this", RuntimeWarning,
+                      stacklevel=4)
+
+
 def jit(func):
     """Compile ``func`` serially (``prange`` runs as ``range``)."""
-    return numba.njit(**_DEFAULTS)(func)
+    return _njit(func)
 
 
 def jit_parallel(func):
@@ -38,7 +63,7 @@ def jit_parallel(func):
                               func.__defaults__, func.__closure__)
     twin.__qualname__ = func.__qualname__ + "_parallel"
     twin.__doc__ = func.__doc__
-    return numba.njit(parallel=True, **_DEFAULTS)(twin)
+    return _njit(twin, parallel=True)
 
 
 def n_chunks(size, rows):
