@@ -44,9 +44,15 @@ def _may_alias(a, b):
     return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and np.may_share_memory(a, b)
 
 
-def print_summary(res, extra=()):
-    """SciPy's closing lines of ``disp``, plus ``extra`` lines."""
-    head = "Optimization terminated successfully." if res.success else "Warning: " + res.message
+def print_summary(res, extra=(), planned=()):
+    """SciPy's closing lines of ``disp``, plus ``extra`` lines; a status in ``planned``
+    (an end the user asked for, such as completed epochs) is not worded as a warning."""
+    if res.success:
+        head = "Optimization terminated successfully."
+    elif res.status in planned:
+        head = res.message
+    else:
+        head = "Warning: " + res.message
     print(head)
     print(f"         Current function value: {res.fun:.6g}")
     print(f"         Iterations: {res.nit}")

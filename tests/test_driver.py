@@ -46,3 +46,26 @@ def test_gradient_array_is_not_modified(dtype):
     fastfactor.minimize(fg, np.zeros((4, 5), dtype), jac=True, options={"maxiter": 5})
     for g, snapshot in kept:
         np.testing.assert_array_equal(g, snapshot)
+
+
+@pytest.mark.parametrize("entry", ["minimize", "stochastic"])
+def test_refused_step_returns_the_current_iterate(entry):
+    """A finite gradient whose squares overflow float32 refuses the step at a good
+    iterate: both front ends return that iterate (not the one before)."""
+    calls = []
+
+    def fg(x, *batch):
+        calls.append(x.copy())
+        g = (x - 1.0).astype(np.float32)
+        if len(calls) == 4:
+            g[0] = np.float32(1e20)
+        return 0.5 * float(np.sum((x - 1.0) ** 2)), g
+
+    opts = {"maxiter": 10, "lr": 0.1, "scale_parameter": False}
+    x0 = np.zeros(3, np.float32)
+    if entry == "minimize":
+        res = fastfactor.minimize(fg, x0, jac=True, options=opts)
+    else:
+        res = fastfactor.minimize_stochastic(fg, x0, [0], jac=True, options=opts)
+    assert res.status == 2 and res.nit == 3
+    np.testing.assert_array_equal(res.x, calls[3])

@@ -436,3 +436,10 @@ def test_bad_minibatches_and_unknown_option():
 def test_exported():
     assert fastfactor.minimize_stochastic is minimize_stochastic
     assert {"minimize_stochastic", "minibatches"} <= set(fastfactor.__all__)
+
+
+def test_completed_epochs_are_not_a_warning(capsys):
+    res = minimize_stochastic(lambda x, b: (0.5 * float(x @ x), x.copy()), np.ones(2), [0, 1],
+                              jac=True, options={"epochs": 2, "disp": True})
+    out = capsys.readouterr().out
+    assert res.status == 3 and "Warning" not in out and res.message in out

@@ -210,6 +210,7 @@ class _Loop:
         self._open_bar()
         try:
             nit, status = 0, self._check(0, xa)
+            refused = False  # a step refused at a finite x: x is the last good iterate
             if status == 2:
                 return self._result(xa, 0, 2)
             while status is None:
@@ -223,12 +224,16 @@ class _Loop:
                     break
                 obj.args = (batch,) + self.args
                 f, g, _ = obj(xa)
-                if not (math.isfinite(f) and math.isfinite(opt.backend.max_abs(g))):
+                # one read of g: the step's statistics, and whether g is finite
+                prepared, _ = opt._prepare(xb, self.layout.views(g))
+                if not math.isfinite(f) or (
+                        prepared is None and not math.isfinite(opt.backend.max_abs(g))):
                     status = 2
                     break
-                if opt._apply(xb, sb, self.layout.views(g)) is not None:
-                    status = 2  # g**2 overflows: the step was refused, xa is unchanged
+                if prepared is None:
+                    status, refused = 2, True  # g**2 overflows: the step was refused
                     break
+                opt._commit(prepared, xb, sb)
                 nit += 1
                 xa, spare, xb, sb = spare, xa, sb, xb
                 self.batch_fun = f
@@ -250,9 +255,11 @@ class _Loop:
                     break
                 if nit % cfg.eval_every == 0:
                     status = self._check(nit, xa)
-            if status == 2:
+            if status == 2 and not refused:
                 # the last update led to a non-finite value: return the iterate before it
                 return self._result(spare if nit else xa, max(nit - 1, 0), 2)
+            if refused:
+                return self._result(xa, nit, 2)
             return self._result(self._estimate(xa), nit, status)
         finally:
             if self.bar is not None:
@@ -279,5 +286,5 @@ class _Loop:
             epochs=cfg.stream.completed_epochs(), status=status,
             success=status in (0, 4), message=STOCHASTIC_MESSAGES[status], history=history)
         if cfg.disp:
-            _driver.print_summary(res, [f"Epochs: {res.epochs}"])
+            _driver.print_summary(res, [f"Epochs: {res.epochs}"], planned=(3,))
         return res
