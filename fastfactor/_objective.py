@@ -65,6 +65,7 @@ class Objective:
         if self.mode == "separate":  # a copy of its own: fun may have changed xv
             self.njev += 1
             return f, self._grad(self.jac(self._view(x), *self.args)), None
+        self.njev += 1  # a gradient by differences counts, as in SciPy
         return f, self._finite_difference(x, f), None
 
     def _grad(self, g):

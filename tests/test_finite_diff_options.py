@@ -100,3 +100,20 @@ def test_one_element_x0():
                               jac=lambda x: 2 * (x - 0.5), bounds=so.Bounds(-1, 3),
                               options={"maxiter": 3})
     assert res.x.shape == () and -1 <= res.x <= 3
+
+
+@pytest.mark.parametrize("entry", ["scipy", "minimize", "stochastic"])
+def test_gradients_by_differences_count_in_njev(entry):
+    """As in SciPy's L-BFGS-B: each gradient, by differences too, counts once in njev."""
+    f = Counted()
+    opts = {"maxiter": 3}
+    if entry == "scipy":
+        res = so.minimize(f, np.zeros(2), method=fastfactor.adafactor, options=opts)
+        ref = so.minimize(Counted(), np.zeros(2), method="L-BFGS-B", options={"maxiter": 3})
+        assert ref.njev >= 1  # SciPy counts them too
+    elif entry == "minimize":
+        res = fastfactor.minimize(f, np.zeros(2), options=opts)
+    else:
+        res = fastfactor.minimize_stochastic(f, np.zeros(2), [0], options=opts)
+    evaluations = res.nit + (0 if entry == "stochastic" else 1)
+    assert res.njev == evaluations and res.nfev == 3 * evaluations

@@ -64,7 +64,8 @@ def minimize_stochastic(fun, x0, batches, args=(), jac=None, callback=None, opti
         ``eval_fun`` is given (evaluated at the returned ``x``), else the objective on
         the last batch, at the iterate before the last update. ``batch_fun``: that
         last batch objective in every case. ``nit`` (updates), ``nfev`` and ``njev``
-        (calls of ``fun`` and ``jac`` on batches), ``neval`` (calls of ``eval_fun``),
+        (calls of ``fun``, and gradients on batches: calls of ``jac`` or gradients
+        by differences), ``neval`` (calls of ``eval_fun``),
         ``epochs`` (complete passes over the data). ``history``: a dict of arrays
         ``nit``, ``epoch``, ``fun`` (``eval_fun`` values, NaN without it) and
         ``batch_fun`` (mean batch objective since the previous record), one entry per
