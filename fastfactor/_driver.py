@@ -26,14 +26,13 @@ BASE_MESSAGES = {
 
 class Outcome(NamedTuple):
     """Where a run ended: the flat iterate ``x`` (a backend array owned by the run), its
-    evaluation ``(f, g, data)``, the convergence measure of ``g``, ``nit`` and ``status``
-    (0 ``gtol``, 1 ``maxiter``, 2 NaN or inf met, 99 callback, or a ``stop`` status)."""
+    evaluation ``(f, g, data)``, ``nit`` and ``status`` (0 ``gtol``, 1 ``maxiter``, 2 NaN
+    or inf met, 99 callback, or a ``stop`` status)."""
 
     x: Any
     f: float
     g: Any
     data: Any
-    measure: float
     nit: int
     status: int
 
@@ -109,7 +108,7 @@ def drive(opt, views, x, evaluate, box, gtol, maxiter, stop=None, callback=None)
     f, g, data = evaluate(x)
     prepared, gm = _scan(opt, be, x, xb, g, views, box, gtol)
     if not (math.isfinite(f) and math.isfinite(gm)):
-        return Outcome(x, f, g, data, gm, 0, 2)
+        return Outcome(x, f, g, data, 0, 2)
     spare = be.empty_like(x)
     sb = views(spare)  # views, made once
     nit, status = 0, 1
@@ -144,4 +143,4 @@ def drive(opt, views, x, evaluate, box, gtol, maxiter, stop=None, callback=None)
         if callback is not None and callback(nit, x, f, g, data):
             status = 99
             break
-    return Outcome(x, f, g, data, gm, nit, status)
+    return Outcome(x, f, g, data, nit, status)

@@ -278,14 +278,10 @@ class Adafactor(StateIO):
 def _refuse_shared_memory(arrays):
     """Parameters of different blocks must not share memory (each would be stepped
     once per block): ValueError naming the two blocks."""
-    host = [a for a in arrays if isinstance(a, np.ndarray)]
-    if len(host) < 2:
-        return
-    for i in range(len(arrays)):
-        for j in range(i):
-            a, b = arrays[i], arrays[j]
-            if isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and \
-                    np.shares_memory(a, b):
+    host = [(i, a) for i, a in enumerate(arrays) if isinstance(a, np.ndarray)]
+    for k, (i, a) in enumerate(host):
+        for j, b in host[:k]:
+            if np.shares_memory(a, b):
                 raise ValueError(f"the parameters of blocks {j} and {i} share memory; each "
                                  "block must be an array of its own (pass copies)")
 

@@ -81,3 +81,12 @@ def test_kernels_taking_step_scalars_are_cached(tmp_path):
     out = _run(RUN_STEPS, cache_dir=tmp_path)
     assert out[4:] == ["0"] * 4, out  # nothing compiled
     assert all(int(h) >= 1 for h in out[:4]), out  # every kernel loaded from the cache
+
+
+def test_import_loads_no_numba():
+    """`import fastfactor` stays light: Numba loads at the first step, not at import."""
+    code = "import sys, fastfactor; print('numba' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False"]

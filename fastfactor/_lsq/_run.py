@@ -25,9 +25,6 @@ LSQ_MESSAGES = {
 }
 
 
-_CPU = get_backend("cpu")
-
-
 class _Run:
     """The evaluation, the stop hook and the result of one least-squares run.
 
@@ -43,6 +40,7 @@ class _Run:
         self.gtol, self.xtol, self.disp = solver["gtol"], solver["xtol"], solver["disp"]
         self.callback = callback  # a fastfactor._callbacks.Callback or None
         self.first = None  # the evaluation at x0, handed to the driver's first call
+        self.cpu = get_backend("cpu")  # here, not at import: numba loads on first use
 
     def start(self, z0, x0, r0, J0, cost0):
         """The evaluation at x0; the status the run ends with there (2 or 0), or None."""
@@ -77,7 +75,7 @@ class _Run:
 
     def _optimality(self, x, g):
         if self.lb is None:
-            return _CPU.max_abs(g)
+            return self.cpu.max_abs(g)
         return float(np.max(np.abs(np.clip(x - g, self.lb, self.ub) - x), initial=0.0))
 
     def stop(self, nit, z, z_prev, cost, gz, data):

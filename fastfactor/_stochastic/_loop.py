@@ -9,7 +9,6 @@ spare buffer, keeps the history, the running average and the best iterate, evalu
 """
 
 import math
-import numbers
 
 import numpy as np
 from scipy.optimize import OptimizeResult
@@ -23,6 +22,7 @@ from .._options import (
     cpu_only,
     flag,
     nonneg_int,
+    nonneg_real,
     optional,
     parse_options,
     parse_shapes,
@@ -52,12 +52,6 @@ def _eval_fun(name, value):
     return value
 
 
-def _min_delta(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
-        raise ValueError(f"min_delta must be a non-negative number, got {value!r}")
-    return float(value)
-
-
 #: Options of minimize_stochastic besides the hyper-parameters: ``(default, validator)``.
 SOLVER_OPTIONS = {
     "maxiter": (None, optional(nonneg_int)),
@@ -68,7 +62,7 @@ SOLVER_OPTIONS = {
     "eval_every": (None, optional(positive_int)),
     "target": (None, optional(real)),
     "patience": (None, optional(positive_int)),
-    "min_delta": (0.0, _min_delta),
+    "min_delta": (0.0, nonneg_real),
     "restore_best": (False, flag),
     "average": (None, optional(nonneg_int)),
     "disp": (False, flag),
