@@ -17,6 +17,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._interrupts import INTERRUPTED
+
 #: Status messages every front end shares; each adds or rewords its own.
 BASE_MESSAGES = {
     1: "Maximum number of iterations has been exceeded.",
@@ -27,7 +29,8 @@ BASE_MESSAGES = {
 class Outcome(NamedTuple):
     """Where a run ended: the flat iterate ``x`` (a backend array owned by the run), its
     evaluation ``(f, g, data)``, ``nit`` and ``status`` (0 ``gtol``, 1 ``maxiter``, 2 NaN
-    or inf met, 99 callback, or a ``stop`` status)."""
+    or inf met, 99 callback, 98 interrupted, or a ``stop`` status); ``error`` the
+    ``KeyboardInterrupt`` or exception that ended the run (status 98), else None."""
 
     x: Any
     f: float
@@ -35,6 +38,7 @@ class Outcome(NamedTuple):
     data: Any
     nit: int
     status: int
+    error: BaseException | None = None
 
 
 def _may_alias(a, b):
@@ -101,7 +105,10 @@ def drive(opt, views, x, evaluate, box, gtol, maxiter, stop=None, callback=None)
     test (the finiteness check stays). ``stop(nit, x, previous, f, g, data)``
     (``previous``: the iterate before ``x``, until the next update overwrites it)
     returns a status to end the run with, or None; ``callback(nit, x, f, g, data)``
-    returns True to stop (status 99). Returns an :class:`Outcome`.
+    returns True to stop (status 99). A ``KeyboardInterrupt``, or an exception raised by
+    ``evaluate``, ``stop`` or ``callback`` after the first evaluation, ends the run
+    with status 98 at the last iterate reached (the exception in ``Outcome.error``).
+    Returns an :class:`Outcome`.
     """
     be = opt.backend
     xb = views(x)
@@ -112,35 +119,40 @@ def drive(opt, views, x, evaluate, box, gtol, maxiter, stop=None, callback=None)
     spare = be.empty_like(x)
     sb = views(spare)  # views, made once
     nit, status = 0, 1
-    while True:
-        if gtol is not None and gm <= gtol:
-            status = 0
-            break
-        if nit >= maxiter:
-            break
-        if prepared is not None:
-            opt._commit(prepared, xb, sb)
-        elif opt._apply(xb, sb, views(g)) is not None:
-            status = 2  # g is finite but its square overflows: no step can be taken
-            break
-        if box is not None:
-            be.clip(spare, box[0], box[1])
-        f_new, g_new, data_new = evaluate(spare)
-        prepared_new, gm_new = _scan(opt, be, spare, sb, g_new, views, box, gtol)
-        if not (math.isfinite(f_new) and math.isfinite(gm_new)):
-            status = 2  # the update is discarded: nit counts those leading to x
-            if _may_alias(g_new, g):  # fun reuses its gradient array: g was overwritten
-                f, g, data = evaluate(x)
-            break
-        nit += 1
-        x, spare, xb, sb = spare, x, sb, xb
-        f, g, data, gm, prepared = f_new, g_new, data_new, gm_new, prepared_new
-        if stop is not None:
-            asked = stop(nit, x, spare, f, g, data)  # spare: the previous iterate
-            if asked is not None:
-                status = asked
+    try:
+        while True:
+            if gtol is not None and gm <= gtol:
+                status = 0
                 break
-        if callback is not None and callback(nit, x, f, g, data):
-            status = 99
-            break
+            if nit >= maxiter:
+                break
+            if prepared is not None:
+                opt._commit(prepared, xb, sb)
+            elif opt._apply(xb, sb, views(g)) is not None:
+                status = 2  # g is finite but its square overflows: no step can be taken
+                break
+            if box is not None:
+                be.clip(spare, box[0], box[1])
+            f_new, g_new, data_new = evaluate(spare)
+            prepared_new, gm_new = _scan(opt, be, spare, sb, g_new, views, box, gtol)
+            if not (math.isfinite(f_new) and math.isfinite(gm_new)):
+                status = 2  # the update is discarded: nit counts those leading to x
+                if _may_alias(g_new, g):  # fun reuses its gradient array: g was overwritten
+                    f, g, data = evaluate(x)
+                break
+            # one statement: an interrupt cannot fall between the iterate and its values
+            nit, x, spare, xb, sb, f, g, data, gm, prepared = (
+                nit + 1, spare, x, sb, xb, f_new, g_new, data_new, gm_new, prepared_new)
+            if stop is not None:
+                asked = stop(nit, x, spare, f, g, data)  # spare: the previous iterate
+                if asked is not None:
+                    status = asked
+                    break
+            if callback is not None and callback(nit, x, f, g, data):
+                status = 99
+                break
+    except (KeyboardInterrupt, Exception) as error:
+        # the run keeps what it reached: x and its evaluation are untouched until the
+        # statement above replaces them together (the step writes into spare)
+        return Outcome(x, f, g, data, nit, INTERRUPTED, error)
     return Outcome(x, f, g, data, nit, status)

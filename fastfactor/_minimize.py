@@ -8,12 +8,14 @@ from ._blocks import Layout
 from ._callbacks import as_callback
 from ._hyper import make_hyper
 from ._inputs import check_constraints, parse_bounds
+from ._interrupts import INTERRUPTED, conclude, interrupted_message
 from ._options import (
     as_options,
     flag,
     nonneg_int,
     nonneg_real,
     optional,
+    options_keywords,
     parse_options,
     parse_shapes,
     positive_real,
@@ -64,7 +66,7 @@ def adafactor(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None,
         method name) for finite differences, whose evaluations count in ``nfev`` and
         which never evaluate ``fun`` outside ``bounds``. Through
         ``scipy.optimize.minimize``, SciPy hands a custom method ``jac=None`` for any
-        string: forward differences (use :func:`fastfactor.minimize` for the others).
+        string: choose the scheme with the ``finite_diff_method`` option.
     hess, hessp : optional
         Not used (Adafactor is first-order); a ``RuntimeWarning`` says so.
     bounds : scipy.optimize.Bounds or sequence of (lo, hi), optional
@@ -86,7 +88,16 @@ def adafactor(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None,
         ``x``; ``fun`` and ``jac`` evaluated at ``x``; ``nit`` (updates applied);
         ``nfev``, ``njev``; ``status`` (0: gradient below gtol, 1: maxiter reached,
         2: a NaN or inf met, ``x`` being the last iterate where ``fun`` and ``jac``
-        were finite, 99: callback stop); ``success`` (status 0); ``message``.
+        were finite, 98: interrupted, 99: callback stop); ``success`` (status 0);
+        ``message``.
+
+    Raises
+    ------
+    Exception
+        An exception raised by ``fun``, ``jac`` or ``callback`` after the first
+        evaluation propagates with the run's result (status 98, ``x`` the last iterate
+        reached, with its evaluation) as its ``optimize_result`` attribute. A
+        ``KeyboardInterrupt`` (Ctrl-C) instead returns that result.
 
     Options
     -------
@@ -137,6 +148,7 @@ def adafactor(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None,
                 flat=True)
 
 
+@options_keywords(SOLVER_OPTIONS)
 def minimize(fun, x0, args=(), jac=None, bounds=None, callback=None, tol=None, options=None):
     """Minimize a scalar function of an array of any shape with Adafactor.
 
@@ -159,6 +171,13 @@ def minimize(fun, x0, args=(), jac=None, bounds=None, callback=None, tol=None, o
     -------
     res : scipy.optimize.OptimizeResult
         As in :func:`adafactor`, with ``x`` and ``jac`` of x0's shape.
+
+    Raises
+    ------
+    Exception
+        As in :func:`adafactor`: an exception raised by ``fun``, ``jac`` or
+        ``callback`` after the first evaluation carries the run's result (status 98)
+        as its ``optimize_result`` attribute; ``KeyboardInterrupt`` returns it.
 
     Examples
     --------
@@ -211,10 +230,12 @@ def _run(fun, x0, args, jac, hess, hessp, bounds, constraints, callback, options
 
     out = _driver.drive(opt, layout.views, xa, obj, box, gtol, solver["maxiter"],
                         callback=report)
+    message = (interrupted_message(out.error) if out.status == INTERRUPTED
+               else MINIMIZE_MESSAGES[out.status])
     res = OptimizeResult(
         x=be.exporter(x0, shape, owned=True)(out.x), fun=out.f, jac=export(out.g), nit=out.nit,
         nfev=obj.nfev, njev=obj.njev, status=out.status, success=out.status == 0,
-        message=MINIMIZE_MESSAGES[out.status])
-    if solver["disp"]:
+        message=message)
+    if solver["disp"] and not isinstance(out.error, Exception):
         _driver.print_summary(res)
-    return res
+    return conclude(res, out.error, "fastfactor.minimize" if not flat else "adafactor")

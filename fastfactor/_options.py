@@ -7,6 +7,8 @@ wherever it came from (directly, or through ``scipy.optimize.minimize``).
 """
 
 import difflib
+import functools
+import inspect
 import math
 import numbers
 import os
@@ -104,6 +106,42 @@ def parse_options(options, spec):
             solver[name] = default
     hyper = {k: options[k] for k in HYPER_NAMES if k in options}
     return solver, hyper
+
+
+def options_keywords(spec):
+    """Decorator of a front end with an ``options`` dict: a keyword argument it does not
+    take, but that is one of its options (``spec``) or a hyper-parameter, gets a
+    ``TypeError`` that shows the ``options=`` call; any other a did-you-mean."""
+    option_names = list(spec) + list(HYPER_NAMES)
+
+    def decorate(func):
+        params = inspect.signature(func).parameters
+
+        @functools.wraps(func)
+        def checked(*args, **kwargs):
+            unexpected = [k for k in kwargs if k not in params]
+            if unexpected:
+                raise TypeError(_unexpected(func.__name__, unexpected, kwargs, list(params),
+                                            option_names))
+            return func(*args, **kwargs)
+        return checked
+    return decorate
+
+
+def _unexpected(entry, names, kwargs, params, option_names):
+    options = {k: kwargs[k] for k in names if k in option_names}
+    if options:
+        shown = ", ".join(f"{k!r}: {v!r}" for k, v in options.items())
+        return (f"{entry}() got an unexpected keyword argument {next(iter(options))!r}: "
+                f"solver options and hyper-parameters go in options, as in "
+                f"{entry}(fun, x0, ..., options={{{shown}}})")
+    name = names[0]
+    close = difflib.get_close_matches(name, params + option_names, n=1)
+    hint = ""
+    if close:
+        where = "" if close[0] in params else " (an option: pass it in options)"
+        hint = f"; did you mean {close[0]!r}{where}?"
+    return f"{entry}() got an unexpected keyword argument {name!r}{hint}"
 
 
 def parse_shapes(shapes, x_shape):

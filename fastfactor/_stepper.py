@@ -10,6 +10,7 @@ from ._backends._protocol import FactoredState, UnfactoredState
 from ._blocks import block_size, kernel_shape, normalize_shapes
 from ._checkpoint import StateIO
 from ._hyper import StepScalars, make_hyper, signature_with_hyper
+from ._interrupts import held_interrupt
 
 
 class Adafactor(StateIO):
@@ -159,6 +160,12 @@ class Adafactor(StateIO):
             Also when parameters share memory, and at the first step when a
             hyper-parameter overflows the parameters' dtype (or a positive ``eps1``
             rounds to 0 there), naming it.
+
+        Notes
+        -----
+        A step is all or nothing: in the main thread, a Ctrl-C (``KeyboardInterrupt``)
+        that arrives during a step is raised once every block has been updated and
+        ``t`` advanced (unless the program installed a SIGINT handler of its own).
         """
         with self._lock:
             return self._step(params, grads)
@@ -183,7 +190,8 @@ class Adafactor(StateIO):
         if self.dtype is not None and dtype != self.dtype:
             raise TypeError(f"the optimizer state is {self.dtype}, the parameters are {dtype}")
         gs = [be.as_grad(g, shape, dtype) for g, shape in zip(gs, self.shapes, strict=True)]
-        bad = self._apply(arrays, arrays, gs)
+        with held_interrupt():  # Ctrl-C waits until every block has taken the step
+            bad = self._apply(arrays, arrays, gs)
         if bad is not None:
             raise ValueError(
                 f"the gradient of block {bad} (shape {self.shapes[bad]}) contains NaN or inf "

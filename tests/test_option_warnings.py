@@ -50,3 +50,44 @@ def test_hess_warning_at_the_callers_line(via_scipy):
     ours = [w for w in caught if issubclass(w.category, RuntimeWarning)
             and "first-order" in str(w.message)]
     assert len(ours) == 1 and ours[0].filename == __file__
+
+
+# --- keyword arguments that belong in ``options`` ------------------------------------------
+
+def _sumsq(x, *args):
+    return float(np.sum(x * x))
+
+
+@pytest.mark.parametrize("call, shown", [
+    (lambda: fastfactor.minimize(_sumsq, np.ones(3), maxiter=5), "options={'maxiter': 5}"),
+    (lambda: fastfactor.minimize(_sumsq, np.ones(3), maxiter=5, lr=0.1),
+     "options={'maxiter': 5, 'lr': 0.1}"),
+    (lambda: fastfactor.least_squares(lambda x: x, np.ones(3), xtol=1e-3),
+     "options={'xtol': 0.001}"),
+    (lambda: fastfactor.minimize_stochastic(_sumsq, np.ones(3), [1], epochs=2),
+     "options={'epochs': 2}"),
+], ids=["minimize", "minimize-two", "least_squares", "minimize_stochastic"])
+def test_an_option_given_as_keyword_shows_the_options_call(call, shown):
+    with pytest.raises(TypeError, match="unexpected keyword argument") as info:
+        call()
+    assert shown in str(info.value)
+
+
+@pytest.mark.parametrize("call, hint", [
+    (lambda: fastfactor.minimize(_sumsq, np.ones(3), callbak=None), "did you mean 'callback'?"),
+    (lambda: fastfactor.minimize(_sumsq, np.ones(3), max_iter=3),
+     "did you mean 'maxiter' (an option: pass it in options)?"),
+    (lambda: fastfactor.least_squares(lambda x: x, np.ones(3), bound=(0, 1)),
+     "did you mean 'bounds'?"),
+])
+def test_a_misspelled_keyword_gets_a_did_you_mean(call, hint):
+    with pytest.raises(TypeError) as info:
+        call()
+    assert hint in str(info.value)
+
+
+def test_the_signatures_stay_those_of_the_functions():
+    import inspect
+    assert list(inspect.signature(fastfactor.minimize).parameters) == [
+        "fun", "x0", "args", "jac", "bounds", "callback", "tol", "options"]
+    assert "options" in inspect.signature(fastfactor.minimize_stochastic).parameters

@@ -19,7 +19,15 @@ from .._blocks import Layout
 from .._callbacks import as_callback
 from .._hyper import make_hyper
 from .._inputs import as_x0, parse_pair_bounds
-from .._options import cpu_only, flag, nonneg_int, nonneg_real, parse_options, parse_shapes
+from .._options import (
+    cpu_only,
+    flag,
+    nonneg_int,
+    nonneg_real,
+    options_keywords,
+    parse_options,
+    parse_shapes,
+)
 from .._stepper import Adafactor
 from ._residuals import _Residuals, _x_scale
 from ._run import _Run
@@ -46,6 +54,7 @@ SOLVER_OPTIONS = {
 }
 
 
+@options_keywords(SOLVER_OPTIONS)
 def least_squares(fun, x0, jac=None, args=(), bounds=None, options=None, callback=None):
     """Solve a nonlinear least-squares problem ``min ½‖r(x)‖²`` with Adafactor.
 
@@ -98,9 +107,18 @@ def least_squares(fun, x0, jac=None, args=(), bounds=None, options=None, callbac
         +1 at an upper bound, 0 free); ``nfev`` (calls of ``fun``, finite differences
         included); ``njev`` (Jacobians evaluated, by ``jac`` or by differences);
         ``nit`` (updates); ``status`` and ``message``: 0 ``gtol`` met, 3 ``xtol``
-        met (both ``success``), 1 ``maxiter`` reached, 2 a NaN or inf met, 99
-        callback stop. On success ``x`` is the iterate that passed the test;
-        otherwise it is the lowest-cost iterate visited.
+        met (both ``success``), 1 ``maxiter`` reached, 2 a NaN or inf met, 98
+        interrupted, 99 callback stop. On success ``x`` is the iterate that passed
+        the test; after an interrupt, the last iterate reached; otherwise the
+        lowest-cost iterate visited.
+
+    Raises
+    ------
+    Exception
+        An exception raised by ``fun``, ``jac`` or ``callback`` after the first
+        evaluation propagates with the run's result (status 98, at the last iterate
+        reached) as its ``optimize_result`` attribute. A ``KeyboardInterrupt``
+        (Ctrl-C) instead returns that result.
 
     Options
     -------

@@ -13,6 +13,7 @@ from scipy.optimize import OptimizeResult
 
 from .. import _driver
 from .._backends import get_backend
+from .._interrupts import INTERRUPTED, conclude, interrupted_message
 from ._residuals import _rmatvec
 
 LSQ_MESSAGES = {
@@ -98,8 +99,10 @@ class _Run:
         """The result: at the last iterate on success, else at the lowest-cost one."""
         if outcome is None:  # the run ended at x0
             x, r, J, g, cost = self.first
-        elif status in (0, 3) or (status != 2 and self.best[2] == outcome.nit):
-            x, r, J, g, cost = outcome.data  # the last evaluation, at the returned iterate
+        elif status in (0, 3, INTERRUPTED) or (status != 2 and self.best[2] == outcome.nit):
+            # the last evaluation, at the returned iterate (after an interrupt nothing of
+            # the user's runs again, so that is the iterate returned)
+            x, r, J, g, cost = outcome.data
         else:
             x, r, J, g, cost = self._evaluate_x(self.best[1])
         finite = g is not None
@@ -113,10 +116,13 @@ class _Run:
             x=x.copy(), cost=cost, fun=r.copy(), jac=J, grad=g,
             optimality=self._optimality(x, g) if finite else math.nan,
             active_mask=active, nfev=self.p.nfev, njev=self.p.njev, nit=nit,
-            status=status, success=status in (0, 3), message=LSQ_MESSAGES[status])
-        if self.disp:
+            status=status, success=status in (0, 3),
+            message=(interrupted_message(outcome.error) if status == INTERRUPTED
+                     else LSQ_MESSAGES[status]))
+        if self.disp and not (outcome is not None and isinstance(outcome.error, Exception)):
             print(res.message)
             print(f"Function evaluations {res.nfev}, initial cost {self.initial_cost:.4e}, "
                   f"final cost {res.cost:.4e}, first-order optimality {res.optimality:.2e}.")
-        return res
+        return conclude(res, None if outcome is None else outcome.error,
+                        "fastfactor.least_squares")
 

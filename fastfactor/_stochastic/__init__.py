@@ -13,12 +13,14 @@ minibatches object in ``_data``.
 
 from .._inputs import as_x0
 from .._objective import Objective
+from .._options import options_keywords
 from ._data import _Minibatches
-from ._loop import _Config, _Loop
+from ._loop import SOLVER_OPTIONS, _Config, _Loop
 
 __all__ = ["minibatches", "minimize_stochastic"]
 
 
+@options_keywords(SOLVER_OPTIONS)
 def minimize_stochastic(fun, x0, batches, args=(), jac=None, callback=None, options=None):
     """Minimize an objective over data, one mini-batch per update, with Adafactor.
 
@@ -72,7 +74,17 @@ def minimize_stochastic(fun, x0, batches, args=(), jac=None, callback=None, opti
         evaluation (at ``x0``, every ``eval_every`` updates and at the end).
         ``status``/``message``: 0 target reached, 4 stalled (both ``success``),
         1 ``maxiter`` reached, 3 data used up (``epochs`` complete or iterator
-        exhausted), 2 a NaN or inf met, 99 callback stop.
+        exhausted), 2 a NaN or inf met, 98 interrupted (``x`` the last iterate
+        reached; ``eval_fun`` is not called again, so ``fun`` is NaN unless it was
+        just evaluated there), 99 callback stop.
+
+    Raises
+    ------
+    Exception
+        An exception raised by ``fun``, ``jac``, ``eval_fun``, ``callback`` or the
+        batches after the first update propagates with the run's result (status 98)
+        as its ``optimize_result`` attribute. A ``KeyboardInterrupt`` (Ctrl-C)
+        instead returns that result.
 
     Options
     -------

@@ -18,6 +18,7 @@ from .._blocks import Layout
 from .._callbacks import as_callback
 from .._hyper import make_hyper
 from .._inputs import as_scalar
+from .._interrupts import INTERRUPTED, conclude, interrupted_message
 from .._options import (
     cpu_only,
     flag,
@@ -129,6 +130,8 @@ class _Loop:
         self.batch_fun = math.nan
         self.avg, self.n_avg = None, 0
         self.bar = None
+        self.refused = False  # a step refused at a finite x: x is the last good iterate
+        self.reached = None  # (nit, flat x) of the last iterate reached
 
     def _estimate(self, x):
         """The current estimate: the running average once it has started, else x."""
@@ -195,7 +198,7 @@ class _Loop:
                         unit="it", desc="minimize_stochastic")
 
     def run(self, x):
-        cfg, obj, opt = self.cfg, self.obj, self.opt
+        cfg = self.cfg
         xa = x.reshape(-1)
         spare = np.empty_like(xa)
         xb, sb = self.layout.views(xa), self.layout.views(spare)
@@ -204,68 +207,81 @@ class _Loop:
         self._open_bar()
         try:
             nit, status = 0, self._check(0, xa)
-            refused = False  # a step refused at a finite x: x is the last good iterate
-            if status == 2:
-                return self._result(xa, 0, 2)
-            while status is None:
-                if cfg.maxiter is not None and nit >= cfg.maxiter:
-                    status = 1
-                    break
-                try:
-                    batch = cfg.stream.next(cfg.epochs)
-                except _DataEnd:
-                    status = 3
-                    break
-                obj.args = (batch,) + self.args
-                f, g, _ = obj(xa)
-                # one read of g: the step's statistics, and whether g is finite
-                prepared, _ = opt._prepare(xb, self.layout.views(g))
-                if not math.isfinite(f) or (
-                        prepared is None and not math.isfinite(opt.backend.max_abs(g))):
-                    status = 2
-                    break
-                if prepared is None:
-                    status, refused = 2, True  # g**2 overflows: the step was refused
-                    break
-                opt._commit(prepared, xb, sb)
-                nit += 1
-                xa, spare, xb, sb = spare, xa, sb, xb
-                self.batch_fun = f
-                self.batch_sum += f
-                self.batch_count += 1
-                if cfg.average is not None and nit > cfg.average:
-                    if self.avg is None:
-                        self.avg = np.zeros_like(xa)
-                    self.n_avg += 1
-                    self.avg += (xa - self.avg) / self.n_avg
-                if self.bar is not None:
-                    self.bar.update(1)
-                if self.callback is not None and self.callback(
-                        xa.reshape(obj.shape).copy(),
-                        # called at once, inside this iteration: bind this iteration's values
-                        lambda f=f, nit=nit: dict(fun=f, nit=nit,
-                                                  epoch=cfg.stream.completed_epochs())):
-                    status = 99
-                    break
-                if nit % cfg.eval_every == 0:
-                    status = self._check(nit, xa)
-            if status == 2 and not refused:
+            if status is not None:  # x0 is not finite, or meets a stopping rule
+                return self._result(xa, 0, status)
+            try:
+                nit, status, xa, spare = self._iterate(xa, spare, xb, sb)
+            except (KeyboardInterrupt, Exception) as error:
+                # xa, the last iterate reached, is untouched: updates go into spare
+                return conclude(self._result(self._estimate(self.reached[1]), self.reached[0],
+                                             INTERRUPTED, error),
+                                error, "fastfactor.minimize_stochastic")
+            if status == 2 and not self.refused:
                 # the last update led to a non-finite value: return the iterate before it
                 return self._result(spare if nit else xa, max(nit - 1, 0), 2)
-            if refused:
+            if self.refused:
                 return self._result(xa, nit, 2)
             return self._result(self._estimate(xa), nit, status)
         finally:
             if self.bar is not None:
                 self.bar.close()
 
-    def _result(self, x, nit, status):
-        """The result at the flat x (the estimate at the end, or the last good iterate)."""
+    def _iterate(self, xa, spare, xb, sb):
+        """The updates until a stopping rule: ``(nit, status, xa, spare)``; ``reached``
+        is ``(nit, x)`` at every moment (what an interrupt returns)."""
+        cfg, obj, opt = self.cfg, self.obj, self.opt
+        nit, status = 0, None
+        self.reached = (0, xa)
+        while status is None:
+            if cfg.maxiter is not None and nit >= cfg.maxiter:
+                return nit, 1, xa, spare
+            try:
+                batch = cfg.stream.next(cfg.epochs)
+            except _DataEnd:
+                return nit, 3, xa, spare
+            obj.args = (batch,) + self.args
+            f, g, _ = obj(xa)
+            # one read of g: the step's statistics, and whether g is finite
+            prepared, _ = opt._prepare(xb, self.layout.views(g))
+            if not math.isfinite(f) or (
+                    prepared is None and not math.isfinite(opt.backend.max_abs(g))):
+                return nit, 2, xa, spare
+            if prepared is None:
+                self.refused = True  # g**2 overflows: the step was refused at a finite x
+                return nit, 2, xa, spare
+            opt._commit(prepared, xb, sb)
+            # one statement: an interrupt cannot fall between the iterate and its count
+            nit, xa, spare, xb, sb, self.reached, self.batch_fun = (
+                nit + 1, spare, xa, sb, xb, (nit + 1, spare), f)
+            self.batch_sum += f
+            self.batch_count += 1
+            if cfg.average is not None and nit > cfg.average:
+                if self.avg is None:
+                    self.avg = np.zeros_like(xa)
+                self.avg += (xa - self.avg) / (self.n_avg + 1)
+                self.n_avg += 1
+            if self.bar is not None:
+                self.bar.update(1)
+            if self.callback is not None and self.callback(
+                    xa.reshape(obj.shape).copy(),
+                    # called at once, inside this iteration: bind this iteration's values
+                    lambda f=f, nit=nit: dict(fun=f, nit=nit,
+                                              epoch=cfg.stream.completed_epochs())):
+                return nit, 99, xa, spare
+            if nit % cfg.eval_every == 0:
+                status = self._check(nit, xa)
+        return nit, status, xa, spare
+
+    def _result(self, x, nit, status, error=None):
+        """The result at the flat x (the estimate at the end, or the last good iterate);
+        after an interrupt (``error``) nothing of the user's is called again."""
         cfg = self.cfg
         fun = self.batch_fun
         if cfg.eval_fun is not None:
             if self.last_eval is not None and np.array_equal(self.last_eval[0], x):
                 fun = self.last_eval[1]
+            elif error is not None:
+                fun = math.nan  # not evaluated there
             else:
                 fun = self._evaluate(nit, x)
             if cfg.restore_best and self.best_x is not None:
@@ -278,7 +294,9 @@ class _Loop:
             x=x.reshape(self.obj.shape).copy(), fun=fun, batch_fun=self.batch_fun, nit=nit,
             nfev=self.obj.nfev, njev=self.obj.njev, neval=self.neval,
             epochs=cfg.stream.completed_epochs(), status=status,
-            success=status in (0, 4), message=STOCHASTIC_MESSAGES[status], history=history)
-        if cfg.disp:
+            success=status in (0, 4), history=history,
+            message=(interrupted_message(error) if status == INTERRUPTED
+                     else STOCHASTIC_MESSAGES[status]))
+        if cfg.disp and not isinstance(error, Exception):
             _driver.print_summary(res, [f"Epochs: {res.epochs}"], planned=(3,))
         return res
