@@ -2,7 +2,8 @@
 
 Every kernel is compiled lazily (nothing compiles at import), cached on disk so a
 second process does not pay the compile cost again (``FASTFACTOR_NUMBA_CACHE=0`` turns
-the disk cache off, e.g. on a read-only install or to time compilation), with
+the disk cache off, e.g. on a read-only install or to time compilation; a cache file
+that cannot be read is compiled again and rewritten), with
 ``fastmath`` off so that results follow IEEE rules, and ``nogil`` so that threads can
 step blocks side by side.
 """
@@ -12,39 +13,77 @@ import types
 import warnings
 
 import numba
+from numba.core.caching import FunctionCache
 
 #: Whether kernels are cached on disk (read once, at import).
 CACHE = os.environ.get("FASTFACTOR_NUMBA_CACHE", "1").strip().lower() not in ("0", "false", "no")
 
-_DEFAULTS = dict(cache=CACHE, fastmath=False, nogil=True, error_model="numpy")
+_DEFAULTS = dict(fastmath=False, nogil=True, error_model="numpy")
 
 #: Blocks with at least this many elements use the ``prange`` (parallel) kernels;
 #: smaller ones stay serial, where thread start-up would cost more than it saves.
 PARALLEL_MIN_SIZE = 1 << 16
 
 
+class _RecoveringCache(FunctionCache):
+    """Numba's on-disk cache (what ``cache=True`` installs), where a cache file that
+    cannot be read or written costs a compile instead of an error.
+
+    Numba unpickles the index (``.nbi``) and data (``.nbc``) files unguarded, so one
+    truncated or garbled file (a full disk, an interrupted copy) would make every later
+    process fail with ``EOFError`` or ``UnpicklingError`` on the kernel's first call.
+    """
+
+    def load_overload(self, sig, target_context):
+        try:
+            return super().load_overload(sig, target_context)
+        except Exception as exc:
+            _warn_once(f"fastfactor's kernel cache in {self.cache_path} could not be read "
+                       f"({type(exc).__name__}: {exc}); the kernels are compiled again and "
+                       "their cache entries rewritten", stacklevel=2)
+            try:
+                # A fresh index, so the entry compiled now is saved (Numba's ``save`` reads
+                # the index first); the kernel's other entries are compiled again once.
+                self.flush()
+            except OSError:
+                pass
+            return None
+
+    def save_overload(self, sig, data):
+        try:
+            super().save_overload(sig, data)
+        except Exception as exc:
+            _warn_once(f"fastfactor's kernel cache in {self.cache_path} could not be written "
+                       f"({type(exc).__name__}: {exc}); the kernels compiled in this process "
+                       "are not cached", stacklevel=2)
+
+
 def _njit(func, **options):
-    """``numba.njit`` with the defaults; without a writable cache location (a read-only
-    install and home), compiled in memory instead, with one warning."""
-    try:
-        return numba.njit(**_DEFAULTS, **options)(func)
-    except RuntimeError as exc:
-        if not (_DEFAULTS["cache"] and "cannot cache" in str(exc)):
-            raise
-        _warn_no_cache(exc)
-        return numba.njit(**dict(_DEFAULTS, cache=False), **options)(func)
+    """``numba.njit`` with the defaults and, unless turned off, the disk cache; without a
+    writable cache location (a read-only install and home), compiled in memory instead,
+    with one warning."""
+    dispatcher = numba.njit(**_DEFAULTS, **options)(func)
+    if CACHE and hasattr(dispatcher, "enable_caching"):  # not with NUMBA_DISABLE_JIT
+        try:
+            # as ``Dispatcher.enable_caching`` (``cache=True``), with the class above
+            dispatcher._cache = _RecoveringCache(dispatcher.py_func)
+        except RuntimeError as exc:
+            if "cannot cache" not in str(exc):
+                raise
+            _warn_once(f"fastfactor's kernels are compiled without a disk cache ({exc}); set "
+                       "NUMBA_CACHE_DIR to a writable folder to keep them across processes, "
+                       "or FASTFACTOR_NUMBA_CACHE=0 to silence this", stacklevel=3)
+    return dispatcher
 
 
 _WARNED = []
 
 
-def _warn_no_cache(exc):
+def _warn_once(message, stacklevel):
+    """One cache warning per process: the kernels share one cache folder, and so its fate."""
     if not _WARNED:
         _WARNED.append(True)
-        warnings.warn(f"fastfactor's kernels are compiled without a disk cache ({exc}); set "
-                      "NUMBA_CACHE_DIR to a writable folder to keep them across processes, "
-                      "or FASTFACTOR_NUMBA_CACHE=0 to silence this", RuntimeWarning,
-                      stacklevel=4)
+        warnings.warn(message, RuntimeWarning, stacklevel=stacklevel + 1)
 
 
 def jit(func):

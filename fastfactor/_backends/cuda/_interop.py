@@ -55,8 +55,9 @@ def scalar_to_host(f):
 
 
 class ArrayKind:
-    """How the iterate is shown to the user: ``wrap`` (a view, for fun and jac) and
-    ``export`` (a copy, for the result and callbacks), following x0's kind.
+    """How the iterate is shown to the user: ``wrap`` (x0's kind over a device array: the
+    fresh copies handed to fun and jac) and ``export`` (a copy, for the result and
+    callbacks), following x0's kind.
 
     NumPy x0: Numba device views, NumPy copies. Numba device x0: Numba device arrays.
     CuPy x0: CuPy arrays. PyTorch x0: CUDA tensors. Other ``__cuda_array_interface__``

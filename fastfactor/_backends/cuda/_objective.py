@@ -4,16 +4,17 @@ import numpy as np
 
 from ..._inputs import as_scalar
 from ..._objective import Objective
-from ._arrays import to_device, to_host, zeros
+from ._arrays import contiguous, to_device, to_host, zeros
 from ._interop import grad_into, scalar_to_host
 
 
 class DeviceObjective(Objective):
     """``Objective`` for a flat device iterate.
 
-    ``x`` reaches the user as ``wrap(device view)`` (x0's kind); ``f`` may be a host
-    number or a device scalar; gradients, on the host or the device, are copied into
-    one of two device buffers in turn (the driver holds at most the last two).
+    ``x`` reaches the user as ``wrap(device copy)`` (x0's kind), a fresh copy per call
+    as on the CPU; ``f`` may be a host number or a device scalar; gradients, on the host
+    or the device, are copied into one of two device buffers in turn (the driver holds
+    at most the last two).
     """
 
     def __init__(self, fun, jac, args, shape, dtype, wrap, fd=None):
@@ -23,7 +24,10 @@ class DeviceObjective(Objective):
         self._turn = 1
 
     def _view(self, x):
-        return self.wrap(x.reshape(self.shape))
+        # A copy, not a view: a fun that changes x in place would otherwise move the
+        # iterate (or a finite difference's point), and what the user keeps of x would
+        # change with later iterations.
+        return self.wrap(contiguous(x, self.shape))
 
     def _scalar(self, f):
         return as_scalar(scalar_to_host(f))
