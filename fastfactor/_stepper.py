@@ -29,7 +29,8 @@ class Adafactor(StateIO):
         None (default): the relative step ``rho_t = min(1e-2, 1/sqrt(t))``. A positive
         float: a fixed ``rho``. A callable ``t -> rho_t``: a schedule (``t`` starts at 1).
     eps1 : float, optional
-        Added to ``g**2`` in the second moment (default 1e-30).
+        Added to ``g**2`` in the second moment (default 1e-30). With ``eps1=0``, an
+        entry whose second moment is exactly zero gets a zero update.
     eps2 : float, optional
         Lower bound of the parameter scale ``RMS(x)`` (default 1e-3).
     clip_threshold : float, optional

@@ -18,13 +18,18 @@ can be checked against the algorithm as Shazeer & Stern (2018) state it
         C_t = beta2_t C_{t-1} + (1-beta2_t) mean over rows of (g² + eps1)
         V_t = outer(R_t, C_t) / mean(R_t)          (one mean per matrix)
 
-    U_t = g / sqrt(V_t);   Û_t = U_t / max(1, RMS(U_t) / clip_threshold)
+    U_t = g / sqrt(V_t)  (0 where V_t = 0);   Û_t = U_t / max(1, RMS(U_t) / clip_threshold)
     u_t = alpha_t Û_t;     with beta1: M_t = beta1 M_{t-1} + (1-beta1) u_t, u_t = M_t
     x_t = x_{t-1} - weight_decay alpha_t x_{t-1} - u_t
 
 RMS is always taken over the whole block (batch axes included); every block has
 its own alpha_t and RMS(U_t); all blocks share t.  Arithmetic is done in the
 parameter's dtype.
+
+A second-moment entry V_t is exactly zero only with eps1 = 0 (a gradient entry that
+has been zero so far, or whose square underflows; in a factored block, a zero row
+statistic R_i or column statistic C_j, or all of R when the whole gradient is zero):
+its update U_t is then 0, not 0/0.  A NaN or inf in g still gives NaN.
 """
 
 import math
@@ -103,7 +108,8 @@ class _Block:
         self.C = beta2 * self.C + (1 - beta2) * col_mean
         outer = np.einsum("...i,...j->...ij", self.R, self.C)
         mean_r = np.mean(self.R, axis=-1)[..., np.newaxis, np.newaxis]
-        return outer / mean_r
+        # mean(R) = 0 only when all of R is: V is then 0 (outer is), not 0/0
+        return outer / np.where(mean_r == 0, mean_r.dtype.type(1), mean_r)
 
 
 class ReferenceAdafactor:
@@ -182,7 +188,8 @@ class ReferenceAdafactor:
             alpha = dt.type(rho)
         beta2 = dt.type(beta2)
         V = block.second_moment(g, beta2, dt.type(self.eps1))
-        U = g / np.sqrt(V)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            U = np.where(V == 0, dt.type(0), g / np.sqrt(V))
         U_hat = U / max(one, _rms(U) / dt.type(self.clip_threshold))
         u = alpha * U_hat
         if self.beta1 is not None:

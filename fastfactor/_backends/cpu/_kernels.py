@@ -19,6 +19,12 @@ there, read here, with nothing in between.
 
 Neither builds an ``n x m`` temporary: ``V_ij = R_i C_j / mean(R)`` enters only through
 ``U_ij = g_ij * a_i * b_j`` with ``a_i = sqrt(mean(R) / R_i)``, ``b_j = 1 / sqrt(C_j)``.
+Where a second moment is exactly zero (possible only with ``eps1 = 0``), U is 0, not
+0/0: ``a_i = 0`` where ``R_i = 0``, ``b_j = 0`` where ``C_j = 0``, and an unfactored
+``U_i = 0`` where ``v_i = 0``; the sums of U**2 drop those terms alike. These are
+selects on values (``_quotient``), so a NaN from a NaN or inf in g still reaches the sums
+(the unfactored sum of U**2 takes the select only on a chunk whose plain sum is not
+finite: see ``_add_sumsq_normalized``).
 Each kernel is compiled twice from one source: serially, and with ``parallel=True`` for
 large matrices, whose rows are split into one contiguous chunk per thread, each with its
 own column accumulator (so the summation order, hence the result, depends only on the
@@ -41,6 +47,13 @@ def _larger(a, b):
     """The larger of a and b, as one compare and select (vectorizes; NaNs are not
     ordered: the sums, not this maximum, tell whether g is finite)."""
     return a if a > b else b
+
+
+@jit
+def _quotient(a, b):
+    """a / b, or 0 (in b's type: b itself) where b is 0, the case of a zero second
+    moment. A select, so loops calling it still vectorize; a NaN stays NaN."""
+    return a / b if b != 0 else b
 
 
 @jit
@@ -86,10 +99,10 @@ def _add_rows(g4, r4, rn4, colsq, colw, lanes, beta2, keep, eps1):
         v2 = np.float64(g2[j])
         v3 = np.float64(g3[j])
         colsq[j] += (v0 * v0 + v1 * v1) + (v2 * v2 + v3 * v3)
-    w0 = 1.0 / np.float64(rn4[0])
-    w1 = 1.0 / np.float64(rn4[1])
-    w2 = 1.0 / np.float64(rn4[2])
-    w3 = 1.0 / np.float64(rn4[3])
+    w0 = _quotient(1.0, np.float64(rn4[0]))
+    w1 = _quotient(1.0, np.float64(rn4[1]))
+    w2 = _quotient(1.0, np.float64(rn4[2]))
+    w3 = _quotient(1.0, np.float64(rn4[3]))
     for j in range(m):
         v0 = np.float64(g0[j])
         v1 = np.float64(g1[j])
@@ -119,7 +132,7 @@ def _add_row(grow, r1, rn1, colsq, colw, lane, beta2, keep, eps1):
     for k in range(SUM_LANES):
         s += lane[k]
     rn1[0] = beta2 * r1[0] + keep * (s / m + eps1)
-    w = 1.0 / np.float64(rn1[0])
+    w = _quotient(1.0, np.float64(rn1[0]))
     for j in range(m):
         v = np.float64(grow[j])
         colw[j] += v * v * w
@@ -231,8 +244,9 @@ def _finish_columns(acc, c, cn, rn, beta2, keep, eps1):
 
     ``acc`` holds the column sums of g**2 and of g**2 / R_i. As
     U_ij**2 = g_ij**2 / V_ij = g_ij**2 mean(R) / (R_i C_j),
-    sum U**2 = mean(R) sum_j (sum_i g_ij**2 / R_i) / C_j. It is inf or NaN when a
-    statistic overflowed the block's dtype.
+    sum U**2 = mean(R) sum_j (sum_i g_ij**2 / R_i) / C_j, a column with C_j = 0
+    adding nothing (as rows with R_i = 0 added nothing to ``acc[1]``). It is inf or NaN
+    when a statistic overflowed the block's dtype.
     """
     n = rn.shape[0]
     s = 0.0
@@ -241,7 +255,7 @@ def _finish_columns(acc, c, cn, rn, beta2, keep, eps1):
         cn[j] = beta2 * c[j] + keep * (acc[0, j] / n + eps1)
         cj = np.float64(cn[j])
         cmax = max(cmax, cj)
-        s += acc[1, j] / cj
+        s += _quotient(acc[1, j], cj)
     if not cmax < np.inf:
         return np.inf
     return _mean(rn) * s
@@ -300,14 +314,16 @@ def _factored_apply(x, out, g, r, c, rn, cn, mom, usum, xsum, s, inplace, nchunk
 
 @jit
 def _col_factors(c, colf):
+    """b_j = 1 / sqrt(C_j), 0 where C_j = 0."""
     for j in range(c.shape[0]):
-        colf[j] = 1.0 / np.sqrt(np.float64(c[j]))
+        colf[j] = _quotient(1.0, np.sqrt(np.float64(c[j])))
 
 
 @jit
 def _row_factor(rmean, ri, scratch):
-    """sqrt(mean(R) / R_i), rounded to the block's dtype through ``scratch``."""
-    scratch[0] = np.sqrt(rmean / np.float64(ri))
+    """sqrt(mean(R) / R_i), 0 where R_i = 0, rounded to the block's dtype through
+    ``scratch``."""
+    scratch[0] = np.sqrt(_quotient(rmean, np.float64(ri)))
     return scratch[0]
 
 
@@ -358,6 +374,10 @@ def _unfactored_stats(x, g, v, s, nchunks):
         mlane = np.zeros(SUM_LANES)
         usum, tail = _add_sumsq_normalized(g[lo:hi], v[lo:hi], bet2, keep, e1, lane, mlane)
         upart[k] = usum + lane.sum()
+        if not upart[k] < np.inf:  # a v of 0 (0/0 there), or g not finite: count again
+            lane[:] = 0.0
+            usum = _add_sumsq_normalized_where_zero(g[lo:hi], v[lo:hi], bet2, keep, e1, lane)
+            upart[k] = usum + lane.sum()
         gpart[k] = _larger(tail, mlane.max())
         if s.scale_parameter:
             xlane = np.zeros(SUM_LANES)
@@ -397,12 +417,13 @@ def _unfactored_apply(x, out, g, v, mom, usum, xsum, s, inplace, nchunks):
 
 @jit
 def _update_normalized(x, g, v, beta2, keep, eps1, xkeep, scale):
-    """v = beta2 v + keep (g**2 + eps1); x = x xkeep - scale g / sqrt(v), in place."""
+    """v = beta2 v + keep (g**2 + eps1); x = x xkeep - scale g / sqrt(v) (0 where v is
+    0), in place."""
     for i in range(g.shape[0]):
         gi = g[i]
         vi = beta2 * v[i] + keep * (gi * gi + eps1)
         v[i] = vi
-        x[i] = x[i] * xkeep - scale * (gi / np.sqrt(vi))
+        x[i] = x[i] * xkeep - scale * _quotient(gi, np.sqrt(vi))
 
 
 @jit
@@ -412,7 +433,7 @@ def _update_normalized_momentum(x, g, v, mom, beta2, keep, eps1, xkeep, scale, b
         gi = g[i]
         vi = beta2 * v[i] + keep * (gi * gi + eps1)
         v[i] = vi
-        mv = b1 * mom[i] + b1c * (scale * (gi / np.sqrt(vi)))
+        mv = b1 * mom[i] + b1c * (scale * _quotient(gi, np.sqrt(vi)))
         mom[i] = mv
         x[i] = x[i] * xkeep - mv
 
@@ -424,7 +445,7 @@ def _update_normalized_to(out, x, g, v, beta2, keep, eps1, xkeep, scale):
         gi = g[i]
         vi = beta2 * v[i] + keep * (gi * gi + eps1)
         v[i] = vi
-        out[i] = x[i] * xkeep - scale * (gi / np.sqrt(vi))
+        out[i] = x[i] * xkeep - scale * _quotient(gi, np.sqrt(vi))
 
 
 @jit
@@ -435,7 +456,7 @@ def _update_normalized_momentum_to(out, x, g, v, mom, beta2, keep, eps1, xkeep, 
         gi = g[i]
         vi = beta2 * v[i] + keep * (gi * gi + eps1)
         v[i] = vi
-        mv = b1 * mom[i] + b1c * (scale * (gi / np.sqrt(vi)))
+        mv = b1 * mom[i] + b1c * (scale * _quotient(gi, np.sqrt(vi)))
         mom[i] = mv
         out[i] = x[i] * xkeep - mv
 
@@ -445,7 +466,10 @@ def _add_sumsq_normalized(g, v, beta2, keep, eps1, lane, mlane):
     """Add U**2 = g**2 / (beta2 v + keep (g**2 + eps1)) into the lanes and the largest
     g**2 into ``mlane``; return the tail's sum and largest g**2.
 
-    U**2 is formed without the square root (it only feeds RMS(U)).
+    U**2 is formed without the square root (it only feeds RMS(U)). Where that v is 0
+    (eps1 = 0), U**2 is 0/0 here: the caller then counts again with
+    ``_add_sumsq_normalized_where_zero``, whose select would slow this loop (by about a
+    third in float32: it is no longer unrolled across the lanes).
     """
     m = g.shape[0]
     mm = m - m % SUM_LANES
@@ -461,6 +485,23 @@ def _add_sumsq_normalized(g, v, beta2, keep, eps1, lane, mlane):
         s += np.float64(g2 / (beta2 * v[j] + keep * (g2 + eps1)))
         tail = _larger(tail, np.float64(g2))
     return s, tail
+
+
+@jit
+def _add_sumsq_normalized_where_zero(g, v, beta2, keep, eps1, lane):
+    """As ``_add_sumsq_normalized`` (same lanes, same order), with U**2 = 0 where v is 0,
+    and without the largest g**2. A NaN or inf in g still makes the sum NaN."""
+    m = g.shape[0]
+    mm = m - m % SUM_LANES
+    for base in range(0, mm, SUM_LANES):
+        for k in range(SUM_LANES):
+            g2 = g[base + k] * g[base + k]
+            lane[k] += np.float64(_quotient(g2, beta2 * v[base + k] + keep * (g2 + eps1)))
+    s = 0.0
+    for j in range(mm, m):
+        g2 = g[j] * g[j]
+        s += np.float64(_quotient(g2, beta2 * v[j] + keep * (g2 + eps1)))
+    return s
 
 
 @jit

@@ -188,6 +188,11 @@ def _make_kernels(F):
     ``F(v)`` rounds to the parameter's dtype exactly where cpu.py's arithmetic does
     (there it follows from Numba's typing; here it is written out so that the
     simulator, which runs the kernels as NumPy scalar code, agrees with the GPU).
+
+    Where a second moment is exactly zero (only with ``eps1 = 0``), U is 0, as on the
+    CPU: ``a_i = 0`` where ``R_i = 0``, ``b_j = 0`` where ``C_j = 0``, ``U_i = 0`` where
+    ``v_i = 0``. The zero case is tested first, not divided by (the simulator would
+    warn on the division).
     """
 
     @cuda.jit
@@ -286,7 +291,11 @@ def _make_kernels(F):
             for q in range(colpart.shape[0]):
                 acc += colpart[q, b, j]
             c[b, j] = beta2 * np.float64(c[b, j]) + keep * (acc / n + eps1)
-            colf[b, j] = 1.0 / np.float64(math.sqrt(np.float64(c[b, j])))
+            cj = np.float64(c[b, j])
+            cf = 0.0
+            if cj != 0:
+                cf = 1.0 / np.float64(math.sqrt(cj))
+            colf[b, j] = cf
         total = _block_sum(sh, rv)
         if cuda.threadIdx.x == 0:
             rpart[b, ch] = total
@@ -306,7 +315,11 @@ def _make_kernels(F):
         rmean = sh[0]
         i = ch * cuda.blockDim.x + cuda.threadIdx.x
         if i < n:
-            rowf[b, i] = math.sqrt(rmean / np.float64(r[b, i]))
+            ri = np.float64(r[b, i])
+            rf = 0.0
+            if ri != 0:
+                rf = math.sqrt(rmean / ri)
+            rowf[b, i] = rf
 
     @cuda.jit
     def usum(g, x, rowf, colf, upart, xpart, nch, s):
@@ -389,7 +402,9 @@ def _make_kernels(F):
             gi = g[i]
             vi = F(F(bet2 * v[i]) + F(keep * F(F(gi * gi) + e1)))
             v[i] = vi
-            u = np.float64(F(gi / F(math.sqrt(vi))))
+            u = 0.0
+            if vi != 0:
+                u = np.float64(F(gi / F(math.sqrt(vi))))
             us += u * u
             if scale_parameter:
                 xi = np.float64(x[i])
@@ -409,7 +424,10 @@ def _make_kernels(F):
         size = g.shape[0]
         for k in range(cuda.grid(1), size, cuda.gridsize(1)):
             i = size - 1 - k  # last elements first: second_moment read them last (L2)
-            u = F(g[i] / F(math.sqrt(v[i])))
+            vi = v[i]
+            u = F(0.0)
+            if vi != 0:
+                u = F(g[i] / F(math.sqrt(vi)))
             if use_mom:
                 mv = F(F(b1 * mom[i]) + F(b1c * F(scale * u)))
                 mom[i] = mv
