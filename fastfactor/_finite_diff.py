@@ -3,11 +3,13 @@
 Forward ("2-point"), central ("3-point") and complex-step ("cs") differences with
 SciPy's relative steps (``scipy.optimize._numdiff``): ``h = eps**(1/2)`` (forward),
 ``eps**(1/3)`` (central) times ``max(1, |x_i|)``, ``eps`` of x's dtype. Steps are taken
-as exactly representable (``(x + h) - x``). With bounds, no point outside them is
-evaluated: a step that would leave the box is taken the other way, a central difference
-that does not fit becomes one-sided, and in a box narrower than the step the step
-shrinks to the room on the roomier side (as ``approx_derivative`` does with
-``bounds``); a fixed variable (``lb == ub``) gets a zero derivative, without a call.
+as exactly representable (``(x + h) - x``). A given relative step too small to move
+``x`` (``x + h == x``) falls back to the default step, as in ``approx_derivative``.
+With bounds, no point outside them is evaluated: a step that would leave the box is
+taken the other way, a central difference that does not fit becomes one-sided, and in
+a box narrower than the step the step shrinks to the room on the roomier side (as
+``approx_derivative`` does with ``bounds``); a fixed variable (``lb == ub``) gets a
+zero derivative, without a call, in every scheme.
 """
 
 from typing import NamedTuple
@@ -52,13 +54,31 @@ def relative_steps(x, method, dtype, rel_step=None, f_dtype=None):
     """SciPy's relative steps for the float64 point ``x``: ``rel_step * max(1, |x|)``,
     by default ``eps**(1/2)`` (``eps**(1/3)`` for "3-point") with the ``eps`` of the
     coarser of x's dtype and the dtype ``f`` is computed in (as ``approx_derivative``:
-    differences of float32 values need float32-sized steps)."""
+    differences of float32 values need float32-sized steps). Where a given ``rel_step``
+    is lost in rounding (see :func:`_lost`) the default step is taken instead, as
+    ``approx_derivative`` does: a zero step gives a zero (or 0/0) derivative."""
+    eps = np.finfo(dtype).eps
+    if f_dtype is not None and np.dtype(f_dtype).kind == "f":
+        eps = max(eps, np.finfo(f_dtype).eps)
+    scale = np.maximum(1.0, np.abs(x))
+    default = eps ** (1 / 3 if method == "3-point" else 1 / 2) * scale
     if rel_step is None:
-        eps = np.finfo(dtype).eps
-        if f_dtype is not None and np.dtype(f_dtype).kind == "f":
-            eps = max(eps, np.finfo(f_dtype).eps)
-        rel_step = eps ** (1 / 3 if method == "3-point" else 1 / 2)
-    return rel_step * np.maximum(1.0, np.abs(x))
+        return default
+    h = rel_step * scale
+    return np.where(_lost(scale, h, method, dtype), default, h)
+
+
+def _lost(scale, h, method, dtype):
+    """Where ``scale ± h == scale`` (``scale = max(1, |x|)``, the size the step is
+    relative to: ``|x|`` itself when ``|x| >= 1``; below, a step that 1 does not feel
+    would be lost in ``f``'s rounding all the same). Rounded to x's dtype for real
+    steps, the dtype of the points; in float64 for the complex step, whose points are
+    complex128 (SciPy's test, ``(x + h) - x == 0``)."""
+    with np.errstate(over="ignore"):
+        if method == "cs":
+            return (scale + h) - scale == 0
+        s = scale.astype(dtype)
+        return ((scale + h).astype(dtype) == s) | ((scale - h).astype(dtype) == s)
 
 
 def jacobian(call, xh, f0, method, lb=None, ub=None, to_work=np.asarray, rel_step=None,
@@ -75,12 +95,16 @@ def jacobian(call, xh, f0, method, lb=None, ub=None, to_work=np.asarray, rel_ste
     h = relative_steps(xd, method, xh.dtype, rel_step, f_dtype)
     n = xh.size
     J = None
+    fixed = np.zeros(n, bool) if lb is None or ub is None else lb == ub
     if method == "cs":
         xw = to_work(xh.astype(np.complex128))
         for i in range(n):
-            xw[i] = xd[i] + 1j * h[i]
-            col = np.imag(call(xw)) / h[i]
-            xw[i] = xd[i]
+            if fixed[i]:  # the complex step stays in the box, but x_i cannot move
+                col = np.zeros(np.size(f0))
+            else:
+                xw[i] = xd[i] + 1j * h[i]
+                col = np.imag(call(xw)) / h[i]
+                xw[i] = xd[i]
             J = _column(J, i, col, n)
         return _columns_or_none(J, f0)
     xs = xh.copy()  # the stepped point in x's dtype (steps exactly representable)
@@ -91,7 +115,9 @@ def jacobian(call, xh, f0, method, lb=None, ub=None, to_work=np.asarray, rel_ste
         hi = np.inf if ub is None else ub[i]
         up = _point(xd[i] + h[i], lo, hi, dtype)
         down = _point(xd[i] - h[i], lo, hi, dtype)
-        if method == "3-point" and up is not None and down is not None:
+        if fixed[i]:
+            col = np.zeros(np.size(f0))
+        elif method == "3-point" and up is not None and down is not None and up != down:
             xs[i] = xw[i] = up
             fp = call(xw)
             xs[i] = xw[i] = down
@@ -102,7 +128,7 @@ def jacobian(call, xh, f0, method, lb=None, ub=None, to_work=np.asarray, rel_ste
             point = up if up is not None else down
             if point is None:
                 point = _point(hi if hi - xd[i] >= xd[i] - lo else lo, lo, hi, dtype)
-            if float(point) == xd[i]:  # a fixed variable (lb == ub): no direction to take
+            if float(point) == xd[i]:  # no point of x's dtype in the box but x itself
                 col = np.zeros(np.size(f0))
             else:
                 xs[i] = xw[i] = point

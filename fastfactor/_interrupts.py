@@ -24,8 +24,7 @@ INTERRUPTED = 98
 
 
 def interrupted_message(error):
-    return (f"Interrupted by {type(error).__name__}; x is the last iterate reached, with its "
-            "evaluation.")
+    return f"Interrupted by {type(error).__name__}; x is the last iterate reached."
 
 
 class held_interrupt:

@@ -45,6 +45,11 @@ class Objective:
     def _f(self, xv):
         self.nfev += 1
         value = self.fun(xv, *self.args)
+        if isinstance(value, (tuple, list)) and len(value) == 2:
+            # (f, g) without jac=True: NumPy's own error (an inhomogeneous shape) would
+            # not say what is wrong
+            raise TypeError("fun returned a tuple of 2 (f, g?): pass jac=True when fun "
+                            "returns the gradient too")
         if self.f_dtype is None:
             self.f_dtype = np.asarray(self._raw(value)).dtype
         return self._scalar(value)

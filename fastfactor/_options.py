@@ -49,8 +49,10 @@ def positive_real(name, value):
 
 
 def real(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
+    if math.isnan(value):  # of the right type, a wrong value
+        raise ValueError(f"{name} must be a real number, not NaN")
     return float(value)
 
 
@@ -85,18 +87,69 @@ def as_options(options):
     return dict(options)
 
 
+#: Names other libraries (SciPy, PyTorch, Keras, Hugging Face) give to our options,
+#: looked up before difflib, whose closest spelling can be another option
+#: (``learning_rate`` is nearest to ``decay_rate``): ``{name: (pairs, otherwise)}``,
+#: ``pairs`` the ``(option, note)`` to suggest where the front end has that option,
+#: ``otherwise`` what to say where it has none of them.
+_MAXFEV = ((("maxiter", "{name} is SciPy's limit on evaluations; maxiter counts "
+                        "iterations"),), "")
+_SYNONYMS = {
+    **dict.fromkeys(["learning_rate", "learningrate", "step_size", "stepsize", "eta"],
+                    ((("lr", ""),), "")),
+    **dict.fromkeys(["eps", "epsilon"], (
+        (("eps1", "Adafactor's eps is the pair (eps1, eps2)"),
+         ("finite_diff_rel_step", "SciPy's eps is an absolute finite-difference step, "
+                                  "finite_diff_rel_step a relative one")), "")),
+    **dict.fromkeys(["max_iter", "max_iters", "maxiters", "max_iterations", "iterations",
+                     "n_iter", "niter", "num_iterations", "max_steps", "num_steps",
+                     "steps"], ((("maxiter", ""),), "")),
+    **dict.fromkeys(["maxfev", "max_nfev", "maxfun", "max_fev", "max_evals"], _MAXFEV),
+    **dict.fromkeys(["momentum", "beta", "beta_1", "b1"], ((("beta1", ""),), "")),
+    **dict.fromkeys(["beta2", "beta_2", "b2"], (
+        (("decay_rate", "the second-moment decay is beta2_t = 1 - t**decay_rate, not "
+                        "a constant"),), "")),
+    **dict.fromkeys(["wd", "weight_decay_rate"], ((("weight_decay", ""),), "")),
+    **dict.fromkeys(["clip", "clipnorm", "clip_norm", "max_grad_norm", "clipvalue"], (
+        (("clip_threshold", "Adafactor clips the update's RMS, not the gradient"),), "")),
+    **dict.fromkeys(["verbose", "verbosity", "display", "iprint"], ((("disp", ""),), "")),
+    **dict.fromkeys(["tolerance", "grad_tol", "pgtol"], ((("gtol", ""),), "")),
+    **dict.fromkeys(["diff_step", "rel_step", "fd_step"], (
+        (("finite_diff_rel_step", ""),),
+        "not supported yet: finite differences take the default relative step here")),
+    **dict.fromkeys(["fd_method", "diff_method"], (
+        (("finite_diff_method", ""),), "not supported: choose the scheme with jac")),
+    **dict.fromkeys(["max_epochs", "n_epochs", "num_epochs"], ((("epochs", ""),), "")),
+    **dict.fromkeys(["random_state", "rng", "random_seed"], ((("seed", ""),), "")),
+    "steps_per_epoch": ((("batches_per_epoch", ""),), ""),
+}
+
+
+def _hint(name, known):
+    """What to say after the unknown option ``name`` ("" when nothing fits)."""
+    text = str(name)
+    entry = _SYNONYMS.get(text.lower())
+    if entry is None:
+        close = difflib.get_close_matches(text, known, n=1)
+        return f" (did you mean {close[0]}?)" if close else ""
+    pairs, otherwise = entry
+    pairs = [(option, note.format(name=text)) for option, note in pairs if option in known]
+    if not pairs:
+        return f" ({otherwise})" if otherwise else ""
+    options = " or ".join(option for option, _ in pairs)
+    notes = "; ".join(note for _, note in pairs if note)
+    return f" (did you mean {options}?{' ' + notes if notes else ''})"
+
+
 def parse_options(options, spec):
     """``(solver, hyper)``: the solver options of ``spec`` (``{name: (default,
     validator)}``, validated; defaults are not validated) and the hyper-parameters given.
-    Unknown names warn with ``OptimizeWarning``."""
+    Unknown names warn with ``OptimizeWarning``, with a did-you-mean."""
     options = as_options(options)
     known = list(spec) + list(HYPER_NAMES)
-    unknown = sorted(set(options) - set(known))
+    unknown = sorted(set(options) - set(known), key=str)
     if unknown:
-        named = []
-        for name in unknown:
-            close = difflib.get_close_matches(str(name), known, n=1)
-            named.append(f"{name} (did you mean {close[0]}?)" if close else str(name))
+        named = [f"{name}{_hint(name, known)}" for name in unknown]
         warn_at_caller(f"Unknown solver options: {', '.join(named)}", OptimizeWarning)
     solver = {}
     for name, (default, check) in spec.items():

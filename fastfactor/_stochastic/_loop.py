@@ -9,6 +9,7 @@ spare buffer, keeps the history, the running average and the best iterate, evalu
 """
 
 import math
+import numbers
 
 import numpy as np
 from scipy.optimize import OptimizeResult
@@ -53,12 +54,26 @@ def _eval_fun(name, value):
     return value
 
 
+def _seed(name, value):
+    # What numpy.random.default_rng takes, less sequences of ints: checked here, as the
+    # seed of a batch list would otherwise never be looked at.
+    if value is None or isinstance(value, (np.random.Generator, np.random.BitGenerator,
+                                           np.random.SeedSequence)):
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be None, a non-negative integer or a "
+                        f"numpy.random.Generator, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {int(value)}")
+    return int(value)
+
+
 #: Options of minimize_stochastic besides the hyper-parameters: ``(default, validator)``.
 SOLVER_OPTIONS = {
     "maxiter": (None, optional(nonneg_int)),
     "epochs": (None, optional(positive_int)),
     "batches_per_epoch": (None, optional(positive_int)),
-    "seed": (None, None),
+    "seed": (None, _seed),
     "eval_fun": (None, optional(_eval_fun)),
     "eval_every": (None, optional(positive_int)),
     "target": (None, optional(real)),
