@@ -8,7 +8,7 @@ inf in g, or squares that overflow, are still refused.
 
 Every block kind (vector, factored matrix, batch of matrices, matrix below
 ``min_dim_size_to_factor``) is stepped against ``tests/reference.py`` through the serial
-and the parallel kernels (blocks of at least ``PARALLEL_MIN_SIZE`` elements, with the
+and the parallel kernels (blocks of at least ``PARALLEL_MIN_BYTES``, with the
 row chunk count forced above one so that the parallel build runs on any machine), in
 place (``Adafactor.step``) and out of place (the two phases ``minimize`` uses).
 """
@@ -20,7 +20,7 @@ import fastfactor
 from fastfactor import Adafactor
 from fastfactor._backends.cpu import _kernels as K
 from fastfactor._backends.cpu import _step
-from fastfactor._backends.cpu._jit import PARALLEL_MIN_SIZE
+from fastfactor._backends.cpu._threads import PARALLEL_MIN_BYTES
 from fastfactor._hyper import Hyper
 from helpers import DTYPES, assert_close, dtype_id
 from reference import ReferenceAdafactor, reference_minimize
@@ -98,10 +98,10 @@ def kernels_used(monkeypatch):
 
 
 def _force_chunks(monkeypatch):
-    """Split blocks of at least ``PARALLEL_MIN_SIZE`` elements into 3 row chunks (the
+    """Split blocks of at least ``PARALLEL_MIN_BYTES`` into 3 row chunks (the
     parallel kernels), whatever the number of threads."""
     monkeypatch.setattr(_step, "n_chunks",
-                        lambda size, rows: 1 if size < PARALLEL_MIN_SIZE else min(3, rows))
+                        lambda nbytes, rows: 1 if nbytes < PARALLEL_MIN_BYTES else min(3, rows))
 
 
 def _gradients(rng, shape, dtype, pattern):

@@ -20,11 +20,6 @@ CACHE = os.environ.get("FASTFACTOR_NUMBA_CACHE", "1").strip().lower() not in ("0
 
 _DEFAULTS = dict(fastmath=False, nogil=True, error_model="numpy")
 
-#: Blocks with at least this many elements use the ``prange`` (parallel) kernels;
-#: smaller ones stay serial, where thread start-up would cost more than it saves.
-PARALLEL_MIN_SIZE = 1 << 16
-
-
 class _RecoveringCache(FunctionCache):
     """Numba's on-disk cache (what ``cache=True`` installs), where a cache file that
     cannot be read or written costs a compile instead of an error.
@@ -103,10 +98,3 @@ def jit_parallel(func):
     twin.__qualname__ = func.__qualname__ + "_parallel"
     twin.__doc__ = func.__doc__
     return _njit(twin, parallel=True)
-
-
-def n_chunks(size, rows):
-    """Number of row chunks to split a block of ``size`` elements and ``rows`` rows into."""
-    if size < PARALLEL_MIN_SIZE:
-        return 1
-    return max(1, min(numba.get_num_threads(), rows))

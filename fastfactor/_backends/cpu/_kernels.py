@@ -235,7 +235,7 @@ def _factored_stats(x, g, r, c, rn, cn, s, nchunks):
                 acc += colpart[k, 0]
             shared += _finish_columns(acc, c[b], cn[b], rn[b], beta2, keep, eps1)
             done = b
-    return sums[:, 0].sum(), sums[:, 1].sum(), sums[:, 2].sum() + shared
+    return _total(sums[:, 0]), _total(sums[:, 1]), _total(sums[:, 2]) + shared
 
 
 @jit
@@ -262,12 +262,32 @@ def _finish_columns(acc, c, cn, rn, beta2, keep, eps1):
 
 
 @jit
-def _mean(a):
-    """Mean of the 1-D ``a`` in float64, summed in order."""
+def _total(a):
+    """Sum of the 1-D ``a`` in float64, in order. A called function, not ``a.sum()``:
+    the parallel build would turn that into a parallel reduction, whose order (hence
+    rounding) differs from the serial build's."""
     s = 0.0
     for i in range(a.shape[0]):
         s += np.float64(a[i])
-    return s / a.shape[0]
+    return s
+
+
+@jit
+def _largest(a):
+    """Largest element of the 1-D ``a`` (NaN if any is NaN), in order (see ``_total``)."""
+    out = a[0]
+    for i in range(1, a.shape[0]):
+        if a[i] > out or a[i] != a[i]:
+            out = a[i]
+        if out != out:
+            return out
+    return out
+
+
+@jit
+def _mean(a):
+    """Mean of the 1-D ``a`` in float64, summed in order."""
+    return _total(a) / a.shape[0]
 
 
 def _factored_apply(x, out, g, r, c, rn, cn, mom, usum, xsum, s, inplace, nchunks):
@@ -382,7 +402,7 @@ def _unfactored_stats(x, g, v, s, nchunks):
         if s.scale_parameter:
             xlane = np.zeros(SUM_LANES)
             xpart[k] = _add_sumsq(x[lo:hi], xlane) + xlane.sum()
-    return upart.sum(), xpart.sum(), gpart.max()
+    return _total(upart), _total(xpart), _largest(gpart)
 
 
 def _unfactored_apply(x, out, g, v, mom, usum, xsum, s, inplace, nchunks):

@@ -21,7 +21,7 @@ import numpy as np
 from ..._blocks import FLOAT_DTYPES
 from ..._inputs import as_dense_gradient, check_gradient
 from . import _kernels as k
-from ._jit import n_chunks
+from ._threads import n_chunks, run
 
 
 def _factored_chunks(g):
@@ -30,7 +30,7 @@ def _factored_chunks(g):
     nb, n, m = g.shape
     accumulators = (2 if nb == 1 else 4) * m * 8
     most = max(1, g.nbytes // (20 * accumulators))
-    return min(n_chunks(g.size, nb * n), most)
+    return min(n_chunks(g.nbytes, nb * n), most)
 
 
 def _target(x, out):
@@ -63,10 +63,10 @@ def factored_stats(x, g, state, s):
     """
     r, c = state.row, state.col
     nchunks = _factored_chunks(g)
-    kernel = k.factored_stats_serial if nchunks == 1 else k.factored_stats_parallel
     rn = np.empty_like(r)
     cn = np.empty_like(c)
-    gsum, xsum, usum = kernel(x, g, r, c, rn, cn, s, nchunks)
+    gsum, xsum, usum = run(k.factored_stats_serial, k.factored_stats_parallel, nchunks,
+                           x, g, r, c, rn, cn, s, nchunks)
     return _checked((rn, cn, usum, xsum), gsum, usum, math.sqrt(gsum / g.size))
 
 
@@ -87,19 +87,18 @@ def factored_apply(x, out, g, state, pending, s):
     """
     rn, cn, usum, xsum = pending
     nchunks = _factored_chunks(g)
-    kernel = k.factored_apply_serial if nchunks == 1 else k.factored_apply_parallel
     src, inplace = _target(x, out)
-    kernel(src, out, g, state.row, state.col, rn, cn, state.m, usum, xsum, s, inplace,
-           nchunks)
+    run(k.factored_apply_serial, k.factored_apply_parallel, nchunks,
+        src, out, g, state.row, state.col, rn, cn, state.m, usum, xsum, s, inplace, nchunks)
 
 
 def unfactored_stats(x, g, state, s):
     """``(pending, glow)`` of a flat block (``state`` an ``UnfactoredState``): the sums
     ``(sum U**2, sum x**2)`` and ``max|g|`` (its squares taken in g's dtype, so up to
     rounding), or ``(None, nan)`` when g is not finite. Nothing is modified."""
-    nchunks = n_chunks(g.size, g.size)
-    kernel = k.unfactored_stats_serial if nchunks == 1 else k.unfactored_stats_parallel
-    usum, xsum, g2max = kernel(x, g, state.v, s, nchunks)
+    nchunks = n_chunks(g.nbytes, g.size)
+    usum, xsum, g2max = run(k.unfactored_stats_serial, k.unfactored_stats_parallel, nchunks,
+                            x, g, state.v, s, nchunks)
     return _checked((usum, xsum), usum, usum, math.sqrt(g2max))
 
 
@@ -107,10 +106,10 @@ def unfactored_apply(x, out, g, state, pending, s):
     """Update the second moment ``state.v`` (and first moment ``state.m`` unless empty)
     and write the new x into ``out`` (may be ``x``) of a flat block."""
     usum, xsum = pending
-    nchunks = n_chunks(g.size, g.size)
-    kernel = k.unfactored_apply_serial if nchunks == 1 else k.unfactored_apply_parallel
+    nchunks = n_chunks(g.nbytes, g.size)
     src, inplace = _target(x, out)
-    kernel(src, out, g, state.v, state.m, usum, xsum, s, inplace, nchunks)
+    run(k.unfactored_apply_serial, k.unfactored_apply_parallel, nchunks,
+        src, out, g, state.v, state.m, usum, xsum, s, inplace, nchunks)
 
 
 def _one_call(stats, apply, what):
