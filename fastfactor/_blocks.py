@@ -85,3 +85,27 @@ class Layout:
             return [flat.reshape(self.shapes[0])]
         bounds = zip(self.offsets[:-1], self.offsets[1:], self.shapes, strict=True)
         return [flat[a:b].reshape(s) for a, b, s in bounds]
+
+
+def may_overlap_itself(shape, strides, itemsize):
+    """Whether an array of this layout may reach one element through two indices.
+
+    A sufficient test in O(ndim), on the layout alone (host or device arrays): ordered
+    by |stride|, each axis of length > 1 must step past all that the axes before it
+    span. Every slice, transpose or reshape view of an array of its own passes.
+    """
+    if 0 in shape:
+        return False
+    extent = itemsize
+    for stride, n in sorted((abs(s), d) for s, d in zip(strides, shape, strict=True) if d > 1):
+        if stride < extent:
+            return True
+        extent += stride * (n - 1)
+    return False
+
+
+def overlap_message(shape, strides, copy="np.ascontiguousarray(p)"):
+    return (f"the parameter array may overlap itself (strides {tuple(strides)} for shape "
+            f"{tuple(shape)} may give overlapping elements, as np.broadcast_to and "
+            "as_strided views do); the step updates parameters in place: pass an array "
+            f"of its own, e.g. {copy}, and keep using that one")

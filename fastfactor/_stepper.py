@@ -8,7 +8,7 @@ import numpy as np
 from ._backends import get_backend
 from ._backends._protocol import FactoredState, UnfactoredState
 from ._blocks import block_size, kernel_shape, normalize_shapes
-from ._checkpoint import StateIO
+from ._checkpoint import MAX_T, StateIO
 from ._hyper import StepScalars, make_hyper, signature_with_hyper
 from ._interrupts import held_interrupt
 
@@ -64,9 +64,10 @@ class Adafactor(StateIO):
 
     ``shapes``, ``factored``, ``hyper``, ``device``, ``t`` and ``dtype`` are read-only:
     the state was sized from them. Parameters of different blocks must not share
-    memory, nor may one array overlap itself (a zero stride): such a step is refused
-    with ``ValueError``. Threads may share one optimizer; their steps are taken one at a
-    time.
+    memory, nor may one array overlap itself (strides that reach one element twice, as
+    ``np.broadcast_to`` or ``as_strided`` make): such a step is refused with
+    ``ValueError``. A gradient may share memory with the parameters (it is copied
+    first). Threads may share one optimizer; their steps are taken one at a time.
 
     Examples
     --------
@@ -147,20 +148,31 @@ class Adafactor(StateIO):
     def step(self, params, grads):
         """Apply one update to ``params`` in place, using ``grads``; returns ``params``.
 
-        ``params`` and ``grads`` are one array each (when the optimizer has one
-        block) or lists matching ``shapes``. Parameters must be writeable float32
-        or float64 arrays (any memory layout); gradients are converted to the
-        parameters' dtype.
+        ``params`` and ``grads`` are one array each (when the optimizer was built
+        from one shape) or lists (or tuples) matching ``shapes``, even of one block.
+        Parameters must be writeable float32 or float64 arrays (any memory layout);
+        gradients are converted to the parameters' dtype. A gradient is only read: one
+        that shares memory with a parameter is copied before any block is updated.
 
         Raises
         ------
         ValueError
-            If a shape does not match, or if any gradient holds a NaN or inf: the
-            step is then refused as a whole, and the parameters, the state and ``t``
-            are left exactly as they were (skip the batch, or lower the step size).
-            Also when parameters share memory, and at the first step when a
-            hyper-parameter overflows the parameters' dtype (or a positive ``eps1``
-            rounds to 0 there), naming it.
+            If a shape does not match (or one array is given for several blocks), or
+            if any gradient holds a NaN or inf, or values whose squares overflow the
+            parameters' dtype (``|g|`` of order 1e19 in float32, 1e154 in float64;
+            so does a float64 gradient beyond float32's range, for float32
+            parameters): the step is then refused as a whole, and the
+            parameters, the state and ``t`` are left exactly as they were (skip the
+            batch, or lower the step size). Also when a parameter is read-only,
+            shares memory with another or overlaps itself, and at the first step
+            when a hyper-parameter overflows the parameters' dtype (or a positive
+            ``eps1`` rounds to 0 there), naming it, and when ``t`` has reached
+            ``2**63 - 1`` (the most a state holds). With ``device="cuda"`` such
+            gradients are not refused: they propagate (see ``device``).
+        TypeError
+            If a parameter is not an array of the backend (NumPy on the CPU, a device
+            array with ``device="cuda"``) in float32 or float64, or the parameters'
+            dtypes differ (from each other or from the state).
 
         Notes
         -----
@@ -172,25 +184,27 @@ class Adafactor(StateIO):
             return self._step(params, grads)
 
     def _step(self, params, grads):
+        ps, gs = self._per_block(params, "params"), self._per_block(grads, "grads")
         n = len(self._shapes)
-        ps = [params] if self._single and not isinstance(params, (list, tuple)) else list(params)
-        gs = [grads] if self._single and not isinstance(grads, (list, tuple)) else list(grads)
         if len(ps) != n or len(gs) != n:
-            hint = "" if n > 1 or self._single else "; pass lists of one array each"
-            if n > 1 and not isinstance(params, (list, tuple)):
-                hint = f"; pass lists of {n} arrays, one per block of shapes={self.shapes}"
+            hint = ("one array each" if self._single
+                    else f"lists of {_arrays(n)}, one per block of shapes={self.shapes}")
             raise ValueError(f"expected {n} parameter and gradient arrays, got "
-                             f"{len(ps)} and {len(gs)}{hint}")
+                             f"{len(ps)} and {len(gs)}; pass {hint}")
         be = self.backend
-        arrays = [be.as_param(p, shape) for p, shape in zip(ps, self.shapes, strict=True)]
-        _refuse_shared_memory(arrays)
+        arrays = []
+        for p, shape in zip(ps, self._shapes, strict=True):
+            # refused when sharing memory with an earlier block's parameters
+            arrays.append(be.as_param(p, shape, arrays))
         dtype = arrays[0].dtype
         if any(p.dtype != dtype for p in arrays):
             raise TypeError("all parameters of one optimizer must share one dtype, got "
                             + ", ".join(sorted({str(p.dtype) for p in arrays})))
         if self.dtype is not None and dtype != self.dtype:
             raise TypeError(f"the optimizer state is {self.dtype}, the parameters are {dtype}")
-        gs = [be.as_grad(g, shape, dtype) for g, shape in zip(gs, self.shapes, strict=True)]
+        # a gradient overlapping any parameter is copied: blocks are updated one by one
+        gs = [be.as_grad(g, shape, dtype, arrays)
+              for g, shape in zip(gs, self._shapes, strict=True)]
         with held_interrupt():  # Ctrl-C waits until every block has taken the step
             bad = self._apply(arrays, arrays, gs)
         if bad is not None:
@@ -199,6 +213,20 @@ class Adafactor(StateIO):
                 "(or values whose squares overflow); nothing was updated (the parameters "
                 "and the optimizer state are unchanged)")
         return params
+
+    def _per_block(self, arrays, name):
+        """``arrays`` (``params`` or ``grads``) as a list, one per block."""
+        if isinstance(arrays, (list, tuple)):
+            return list(arrays)
+        if self._single:
+            return [arrays]
+        # iterating one array would take its rows as the blocks
+        n = len(self._shapes)
+        what = (f"one array of shape {tuple(arrays.shape)}" if hasattr(arrays, "shape")
+                else f"a {type(arrays).__name__}")
+        raise ValueError(f"{name} must be a list (or tuple) of arrays, one per block, got "
+                         f"{what}; pass lists of {_arrays(n)} (params and grads), one per "
+                         f"block of shapes={self.shapes}")
 
     def _apply(self, xs, outs, gs):
         """One step from ``xs`` into ``outs`` (which may be ``xs``) with gradients ``gs``.
@@ -227,6 +255,9 @@ class Adafactor(StateIO):
         if fresh:
             self._hyper.check_dtype(dtype)
         t = self.t + 1
+        if t > MAX_T:
+            raise ValueError(f"t = {self.t} steps is the most a state holds (an int64, as "
+                             "save_state writes it); nothing was updated")
         s = self.hyper.scalars(t)
         if not s.rho <= float(np.finfo(dtype).max):
             raise ValueError(f"the lr schedule returned {s.rho!r} at step {t}, which overflows "
@@ -284,15 +315,8 @@ class Adafactor(StateIO):
                 be.copy_into(out, work)
 
 
-def _refuse_shared_memory(arrays):
-    """Parameters of different blocks must not share memory (each would be stepped
-    once per block): ValueError naming the two blocks."""
-    host = [(i, a) for i, a in enumerate(arrays) if isinstance(a, np.ndarray)]
-    for k, (i, a) in enumerate(host):
-        for j, b in host[:k]:
-            if np.shares_memory(a, b):
-                raise ValueError(f"the parameters of blocks {j} and {i} share memory; each "
-                                 "block must be an array of its own (pass copies)")
+def _arrays(n):
+    return f"{n} array" if n == 1 else f"{n} arrays"
 
 
 class _Prepared(NamedTuple):

@@ -43,10 +43,12 @@ class Backend(Protocol):
     def empty_like(self, a): ...
     def to_host(self, a):
         """A NumPy copy of ``a``."""
-    def as_param(self, p, shape):
-        """``p`` checked as a parameter block of ``shape`` (updated in place)."""
-    def as_grad(self, g, shape, dtype):
-        """``g`` checked against ``shape``, as an array of this backend in ``dtype``."""
+    def as_param(self, p, shape, others=()):
+        """``p`` checked as a parameter block of ``shape`` (updated in place): refused
+        when it may overlap itself or shares memory with a parameter in ``others``."""
+    def as_grad(self, g, shape, dtype, params=()):
+        """``g`` checked against ``shape``, as an array of this backend in ``dtype``; a
+        copy when it may share memory with a parameter in ``params``."""
     def reshaped_view(self, a, shape):
         """``a`` in ``shape`` without a copy, or None when that needs a copy."""
     def contiguous(self, a, shape):

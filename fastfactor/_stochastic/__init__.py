@@ -96,7 +96,7 @@ def minimize_stochastic(fun, x0, batches, args=(), jac=None, callback=None, opti
         needs ``batches_per_epoch``.
     batches_per_epoch : int
         For a sampler: the number of draws that make one epoch.
-    seed : None, int or numpy.random.Generator
+    seed : None, int >= 0, numpy.random.Generator, BitGenerator or SeedSequence
         Seed of the sampler's ``rng`` (default None: fresh entropy).
     eval_fun : callable
         ``eval_fun(x) -> float``: a full or held-out objective, evaluated at ``x0``,

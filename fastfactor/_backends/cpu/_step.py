@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from ..._blocks import FLOAT_DTYPES
+from ..._blocks import FLOAT_DTYPES, may_overlap_itself, overlap_message
 from ..._inputs import as_dense_gradient, check_gradient
 from . import _kernels as k
 from ._threads import n_chunks, run
@@ -155,8 +155,12 @@ def to_host(a):
     return np.array(a, copy=True)
 
 
-def as_param(p, shape):
-    """``p`` checked as a parameter block of ``shape``, updated in place by a step."""
+def as_param(p, shape, others=()):
+    """``p`` checked as a parameter block of ``shape``, updated in place by a step.
+
+    ``others`` are the checked parameters of the blocks before this one: ``p`` must not
+    share memory with any of them (each would be stepped once per block).
+    """
     if not isinstance(p, np.ndarray):
         raise TypeError("parameters must be NumPy arrays (updated in place), "
                         f"got {type(p).__name__}")
@@ -164,20 +168,36 @@ def as_param(p, shape):
         raise ValueError(f"parameter of shape {p.shape} does not match the block shape {shape}")
     if p.dtype not in FLOAT_DTYPES:
         raise TypeError(f"parameters must be float32 or float64, got {p.dtype}")
-    if not p.flags.writeable:
+    flags = p.flags
+    if not flags.writeable:
         raise ValueError("a parameter array is read-only; the step updates parameters in place")
-    if any(st == 0 and d > 1 for st, d in zip(p.strides, p.shape, strict=True)):
-        raise ValueError("the parameter array has overlapping elements (a zero stride, e.g. "
-                         "from np.broadcast_to); the step updates parameters in place: pass "
-                         "an array of its own")
+    if not (flags.c_contiguous or flags.f_contiguous) and may_overlap_itself(
+            p.shape, p.strides, p.itemsize):
+        raise ValueError(overlap_message(p.shape, p.strides))
+    for j, q in enumerate(others):
+        if np.shares_memory(p, q):
+            raise ValueError(f"the parameters of blocks {j} and {len(others)} share memory; "
+                             "each block must be an array of its own (pass copies)")
     return p
 
 
-def as_grad(g, shape, dtype):
-    """``g`` as an array of ``shape`` in ``dtype`` (converted only when needed)."""
+def as_grad(g, shape, dtype, params=()):
+    """``g`` as an array of ``shape`` in ``dtype`` (converted only when needed).
+
+    A gradient that may share memory with any of ``params`` (the step's parameters) is
+    copied: the blocks are updated one after another, so it would be read after a
+    block it overlaps was written.
+    """
     g = as_dense_gradient(g)
     check_gradient(g.shape, g.dtype, shape, "the block shape")
-    return g.astype(dtype, copy=False)
+    if g.dtype != dtype:
+        # a value beyond dtype's range becomes inf, which the step refuses by name
+        with np.errstate(over="ignore"):
+            return g.astype(dtype)
+    for p in params:
+        if np.may_share_memory(g, p):
+            return g.copy()
+    return g
 
 
 def reshaped_view(a, shape):

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from ..._blocks import FLOAT_DTYPES
+from ..._blocks import FLOAT_DTYPES, may_overlap_itself, overlap_message
 from ..._inputs import as_dense_gradient, check_gradient
 from ._kernels import _copy3_kernel, _fill_kernel
 from ._launch import SIMULATOR, _blocks_target, _cdiv, _tpb
@@ -195,9 +195,44 @@ def _check_strides(a, what, writes=False):
     if any(s < 0 for s, d in zip(a.strides, a.shape, strict=True) if d > 1):
         raise ValueError(f"{what}: device arrays with negative strides are not supported; "
                          "pass a copy")
-    if writes and any(s == 0 for s, d in zip(a.strides, a.shape, strict=True) if d > 1):
-        raise ValueError(f"{what}: the array has overlapping elements (a zero stride); "
-                         "the step updates parameters in place")
+    if writes and may_overlap_itself(tuple(a.shape), tuple(a.strides), a.dtype.itemsize):
+        raise ValueError(overlap_message(a.shape, a.strides, "a contiguous copy"))
+
+
+def _span(a):
+    """The byte range ``[lo, hi)`` of a non-empty device array's elements."""
+    lo = hi = _address(a)
+    for s, d in zip(a.strides, a.shape, strict=True):
+        if s < 0:
+            lo += s * (d - 1)
+        else:
+            hi += s * (d - 1)
+    return lo, hi + a.dtype.itemsize
+
+
+def _may_share_memory(a, b):
+    """Whether two device arrays' address ranges overlap (np.may_share_memory's test)."""
+    if a.size == 0 or b.size == 0:
+        return False
+    (alo, ahi), (blo, bhi) = _span(a), _span(b)
+    return alo < bhi and blo < ahi
+
+
+class _Layout:
+    """The NumPy array interface of a device array's layout; an array made from it is
+    never read, only compared by address (np.shares_memory does arithmetic only)."""
+
+    def __init__(self, a):
+        self.__array_interface__ = {"data": (_address(a), True), "shape": tuple(a.shape),
+                                    "strides": tuple(a.strides), "typestr": a.dtype.str,
+                                    "version": 3}
+
+
+def _shares_memory(a, b):
+    """Whether two device arrays have an element in common (np.shares_memory's answer,
+    so interleaved arrays do not count)."""
+    return _may_share_memory(a, b) and bool(
+        np.shares_memory(np.asarray(_Layout(a)), np.asarray(_Layout(b))))
 
 
 def _on_device(a):
@@ -235,8 +270,12 @@ def to_host(a):
     return a.copy_to_host()
 
 
-def as_param(p, shape):
-    """``p`` checked as a parameter block of ``shape``: a Numba view of its device memory."""
+def as_param(p, shape, others=()):
+    """``p`` checked as a parameter block of ``shape``: a Numba view of its device memory.
+
+    ``others`` are the checked parameters of the blocks before this one: ``p`` must not
+    share memory with any of them (each would be stepped once per block).
+    """
     if isinstance(p, np.ndarray) or not is_device_array(p):
         raise TypeError(
             f"with device='cuda', parameters must be device arrays (updated in place): Numba "
@@ -252,6 +291,10 @@ def as_param(p, shape):
     if np.dtype(d.dtype) not in FLOAT_DTYPES:
         raise TypeError(f"parameters must be float32 or float64, got {d.dtype}")
     _check_strides(d, "parameter", writes=True)
+    for j, q in enumerate(others):
+        if _shares_memory(d, q):
+            raise ValueError(f"the parameters of blocks {j} and {len(others)} share memory; "
+                             "each block must be an array of its own (pass copies)")
     return d
 
 
@@ -266,17 +309,23 @@ def checked_grad(g, shape, what):
     return a, on_device
 
 
-def as_grad(g, shape, dtype):
+def as_grad(g, shape, dtype, params=()):
     """``g`` (host or device) as a C-contiguous device array of ``shape`` in ``dtype``.
 
-    A device gradient already in that form is used as it is; others are converted on
-    the device; a host gradient is copied to the device.
+    A device gradient already in that form is used as it is, unless it may share memory
+    with any of ``params`` (the step's parameters, updated one block after another);
+    others are converted on the device; a host gradient is copied to the device.
     """
     dtype = np.dtype(dtype)
     a, on_device = checked_grad(g, shape, "the block shape")
     if not on_device:
-        return cuda.to_device(np.ascontiguousarray(a, dtype=dtype))
-    if a.dtype == dtype and _is_c_contiguous(a):
+        if a.dtype != dtype:
+            # a value beyond dtype's range becomes inf, which then propagates as any inf
+            with np.errstate(over="ignore"):
+                a = a.astype(dtype)
+        return cuda.to_device(np.ascontiguousarray(a))
+    if (a.dtype == dtype and _is_c_contiguous(a)
+            and not any(_may_share_memory(a, p) for p in params)):
         return a
     out = cuda.device_array(a.shape, dtype)
     _copy(a, out)
