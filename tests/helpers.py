@@ -110,3 +110,52 @@ class Problem:
         """The gradient at x, in x's shape, not counted (for the reference)."""
         d = np.asarray(x, dtype=np.float64).reshape(self.shape) - self.c
         return (self.scale * (self.a * d + d**3)).astype(self.dtype).reshape(np.shape(x))
+
+
+# --- gradients with exact zeros (eps1 = 0: second moments that stay zero) ---------------
+
+def _zero_row(g):
+    if g.ndim == 1:  # entries in the lanes of the sums (the tail is the next pattern's)
+        g[2:5] = 0
+    else:
+        g[..., 1, :] = 0
+
+
+def _zero_column(g):
+    if g.ndim == 1:  # the last entries: the sums' tail that fills no lane row
+        g[-3:] = 0
+    else:
+        g[..., :, 2] = 0
+
+
+def row_and_column_zeroed(g):
+    _zero_row(g)
+    _zero_column(g)
+
+
+def _all_zero(g):
+    g[...] = 0
+
+
+def _zero_entries(g):
+    g[np.random.default_rng(5).uniform(size=g.shape) < 0.3] = 0
+
+
+ZERO_PATTERNS = {"zero_row": _zero_row, "zero_column": _zero_column,
+            "row_and_column": row_and_column_zeroed, "all_zero": _all_zero,
+            "zero_entries": _zero_entries}
+
+#: The steps' gradients: the zero pattern, then a full gradient (the zero row becomes
+#: nonzero, its statistics positive from then on), then the pattern again.
+ZERO_SCHEDULE = [True, True, False, True]
+
+
+def zero_pattern_gradients(rng, shape, dtype, pattern):
+    """One gradient per step of ``ZERO_SCHEDULE``, zeroed by ``ZERO_PATTERNS[pattern]``."""
+    out = []
+    for zeroed in ZERO_SCHEDULE:
+        g = rng.standard_normal(shape) * 10.0 ** rng.uniform(-1, 1)
+        if zeroed:
+            ZERO_PATTERNS[pattern](g)
+        out.append(g.astype(dtype))
+    return out

@@ -22,7 +22,10 @@ from fastfactor._backends.cpu import _kernels as K
 from fastfactor._backends.cpu import _step
 from fastfactor._backends.cpu._threads import PARALLEL_MIN_BYTES
 from fastfactor._hyper import Hyper
-from helpers import DTYPES, assert_close, dtype_id
+from helpers import DTYPES, assert_close, dtype_id, zero_pattern_gradients
+from helpers import ZERO_PATTERNS as PATTERNS
+from helpers import ZERO_SCHEDULE as SCHEDULE
+from helpers import row_and_column_zeroed as _row_and_column
 from reference import ReferenceAdafactor, reference_minimize
 
 #: block kind -> (shape for the serial kernels, shape for the parallel ones, hyper)
@@ -34,37 +37,6 @@ BLOCKS = {
 }
 
 
-def _zero_row(g):
-    if g.ndim == 1:  # entries in the lanes of the sums (the tail is the next pattern's)
-        g[2:5] = 0
-    else:
-        g[..., 1, :] = 0
-
-
-def _zero_column(g):
-    if g.ndim == 1:  # the last entries: the sums' tail that fills no lane row
-        g[-3:] = 0
-    else:
-        g[..., :, 2] = 0
-
-
-def _row_and_column(g):
-    _zero_row(g)
-    _zero_column(g)
-
-
-def _all_zero(g):
-    g[...] = 0
-
-
-def _zero_entries(g):
-    g[np.random.default_rng(5).uniform(size=g.shape) < 0.3] = 0
-
-
-PATTERNS = {"zero_row": _zero_row, "zero_column": _zero_column,
-            "row_and_column": _row_and_column, "all_zero": _all_zero,
-            "zero_entries": _zero_entries}
-
 HYPER = {
     "plain": {},
     "beta1": {"beta1": 0.9},
@@ -72,10 +44,6 @@ HYPER = {
     "beta1_weight_decay_unscaled": {"beta1": 0.5, "weight_decay": 0.2,
                                     "scale_parameter": False, "lr": 0.1},
 }
-
-#: The steps' gradients: the zero pattern, then a full gradient (the zero row becomes
-#: nonzero, its statistics positive from then on), then the pattern again.
-SCHEDULE = [True, True, False, True]
 
 KERNELS = ["factored_stats", "factored_apply", "unfactored_stats", "unfactored_apply"]
 
@@ -104,14 +72,7 @@ def _force_chunks(monkeypatch):
                         lambda nbytes, rows: 1 if nbytes < PARALLEL_MIN_BYTES else min(3, rows))
 
 
-def _gradients(rng, shape, dtype, pattern):
-    out = []
-    for zeroed in SCHEDULE:
-        g = rng.standard_normal(shape) * 10.0 ** rng.uniform(-1, 1)
-        if zeroed:
-            PATTERNS[pattern](g)
-        out.append(g.astype(dtype))
-    return out
+_gradients = zero_pattern_gradients
 
 
 def _zero_moment(block):

@@ -20,6 +20,7 @@ from cudatest import (  # noqa: E402
     to_dev,
 )
 from fastfactor import Adafactor  # noqa: E402
+from helpers import ZERO_PATTERNS, row_and_column_zeroed, zero_pattern_gradients  # noqa: E402
 from reference import ReferenceAdafactor  # noqa: E402
 
 pytestmark = pytest.mark.cuda
@@ -35,31 +36,7 @@ BLOCKS = {
 }
 
 
-def _zero_row(g):
-    if g.ndim == 1:
-        g[2:5] = 0
-    else:
-        g[..., 1, :] = 0
-
-
-def _row_and_column(g):
-    _zero_row(g)
-    if g.ndim == 1:
-        g[-3:] = 0
-    else:
-        g[..., :, 2] = 0
-
-
-def _all_zero(g):
-    g[...] = 0
-
-
-def _zero_entries(g):
-    g[np.random.default_rng(5).uniform(size=g.shape) < 0.3] = 0
-
-
-PATTERNS = {"row_and_column": _row_and_column, "all_zero": _all_zero,
-            "zero_entries": _zero_entries}
+PATTERNS = {k: ZERO_PATTERNS[k] for k in ("row_and_column", "all_zero", "zero_entries")}
 
 #: (hyper-parameters, in place?): the out-of-place step once (the simulator is slow)
 VARIANTS = {
@@ -68,19 +45,7 @@ VARIANTS = {
     "out_of_place": ({"beta1": 0.5}, False),
 }
 
-#: The zero pattern, then a full gradient (the zero row becomes nonzero), then the
-#: pattern again.
-SCHEDULE = [True, True, False, True]
-
-
-def _gradients(rng, shape, dtype, pattern):
-    out = []
-    for zeroed in SCHEDULE:
-        g = rng.standard_normal(shape) * 10.0 ** rng.uniform(-1, 1)
-        if zeroed:
-            PATTERNS[pattern](g)
-        out.append(g.astype(dtype))
-    return out
+_gradients = zero_pattern_gradients
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -139,7 +104,7 @@ def test_zero_rows_across_many_blocks(dtype, rng, many_blocks):  # noqa: F811 --
         for s in shapes:
             g = rng.standard_normal(s)
             if k == 0:
-                _row_and_column(g)
+                row_and_column_zeroed(g)
                 if len(s) == 1:
                     g[::3] = 0
                 else:
@@ -160,7 +125,7 @@ def test_nan_still_propagates(kind):
     """A zero second moment elsewhere does not hide a NaN of the gradient."""
     shape, block_hyper = BLOCKS[kind]
     g = np.ones(shape)
-    _row_and_column(g)
+    row_and_column_zeroed(g)
     g.flat[g.size // 2 + 1] = np.nan
     dev = to_dev(np.ones(shape))
     Adafactor([shape], device="cuda", eps1=0.0, **block_hyper).step([dev], [g])
