@@ -123,6 +123,15 @@ class Fails:
         if self.calls == self.at:
             raise self.error
 
+    def at_place(self, where, place, func=None):
+        """``func`` (None: a callback doing nothing) counting its calls toward the error
+        when ``where == place``."""
+        def wrapped(*args):
+            if where == place:
+                self.tick()
+            return None if func is None else func(*args)
+        return wrapped
+
 
 def _quadratic(dtype, shape):
     c = C.reshape(-1)[: int(np.prod(shape))].reshape(shape).astype(dtype)
@@ -171,19 +180,8 @@ def test_minimize_interrupted_keeps_the_last_iterate(entry, where, error, dtype,
     stop_at = 7  # the 7th call: fun and jac are called once per iterate (x0 first)
     fails = Fails(error, stop_at)
 
-    def fw(x):
-        if where == "fun":
-            fails.tick()
-        return f(x)
-
-    def gw(x):
-        if where == "jac":
-            fails.tick()
-        return g(x)
-
-    def cb(intermediate_result):
-        if where == "callback":
-            fails.tick()
+    fw, gw = fails.at_place(where, "fun", f), fails.at_place(where, "jac", g)
+    cb = fails.at_place(where, "callback")
 
     res = _outcome(lambda: _run_minimize(entry, fw, gw, x0, callback=cb), error)
     reached = stop_at - 2 if where != "callback" else stop_at  # updates accepted
@@ -249,19 +247,8 @@ def test_least_squares_interrupted_keeps_the_last_iterate(where, error, dtype):
 
     fails = Fails(error, 9)
 
-    def rw(x):
-        if where == "fun":
-            fails.tick()
-        return r(x)
-
-    def Jw(x):
-        if where == "jac":
-            fails.tick()
-        return J(x)
-
-    def cb(intermediate_result):
-        if where == "callback":
-            fails.tick()
+    rw, Jw = fails.at_place(where, "fun", r), fails.at_place(where, "jac", J)
+    cb = fails.at_place(where, "callback")
 
     x0 = np.array([1.0, 1.0], dtype)
     res = _outcome(lambda: least_squares(rw, x0, jac=Jw, callback=cb), error)
@@ -287,19 +274,8 @@ def test_minimize_stochastic_interrupted_keeps_the_last_iterate(where, error, dt
 
     fails = Fails(error, 6)
 
-    def fgw(x, batch):
-        if where == "fun":
-            fails.tick()
-        return fg(x, batch)
-
-    def cb(intermediate_result):
-        if where == "callback":
-            fails.tick()
-
-    def sampler(gen):
-        if where == "batches":
-            fails.tick()
-        return data[gen.integers(0, 64, 8)]
+    fgw, cb = fails.at_place(where, "fun", fg), fails.at_place(where, "callback")
+    sampler = fails.at_place(where, "batches", lambda gen: data[gen.integers(0, 64, 8)])
 
     options = dict(seed=1, maxiter=50, lr=0.05, scale_parameter=False)
     x0 = np.zeros(3, dtype)
