@@ -23,8 +23,12 @@ _SIGINT = int(signal.SIGINT)
 INTERRUPTED = 98
 
 
-def interrupted_message(error):
-    return f"Interrupted by {type(error).__name__}; x is the last iterate reached."
+def status_message(messages, status, error):
+    """The result's message: ``messages[status]``, or for :data:`INTERRUPTED` one
+    naming the exception that ended the run."""
+    if status == INTERRUPTED:
+        return f"Interrupted by {type(error).__name__}; x is the last iterate reached."
+    return messages[status]
 
 
 class held_interrupt:

@@ -8,7 +8,7 @@ from ._blocks import Layout
 from ._callbacks import as_callback
 from ._hyper import make_hyper
 from ._inputs import check_constraints, parse_bounds
-from ._interrupts import INTERRUPTED, conclude, interrupted_message
+from ._interrupts import conclude, status_message
 from ._options import (
     as_options,
     flag,
@@ -230,8 +230,7 @@ def _run(fun, x0, args, jac, hess, hessp, bounds, constraints, callback, options
 
     out = _driver.drive(opt, layout.views, xa, obj, box, gtol, solver["maxiter"],
                         callback=report)
-    message = (interrupted_message(out.error) if out.status == INTERRUPTED
-               else MINIMIZE_MESSAGES[out.status])
+    message = status_message(MINIMIZE_MESSAGES, out.status, out.error)
     res = OptimizeResult(
         x=be.exporter(x0, shape, owned=True)(out.x), fun=out.f, jac=export(out.g), nit=out.nit,
         nfev=obj.nfev, njev=obj.njev, status=out.status, success=out.status == 0,

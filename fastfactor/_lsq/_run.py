@@ -13,7 +13,7 @@ from scipy.optimize import OptimizeResult
 
 from .. import _driver
 from .._backends import get_backend
-from .._interrupts import INTERRUPTED, conclude, interrupted_message
+from .._interrupts import INTERRUPTED, conclude, status_message
 from ._residuals import _rmatvec
 
 LSQ_MESSAGES = {
@@ -117,8 +117,8 @@ class _Run:
             optimality=self._optimality(x, g) if finite else math.nan,
             active_mask=active, nfev=self.p.nfev, njev=self.p.njev, nit=nit,
             status=status, success=status in (0, 3),
-            message=(interrupted_message(outcome.error) if status == INTERRUPTED
-                     else LSQ_MESSAGES[status]))
+            message=status_message(LSQ_MESSAGES, status,
+                                   None if outcome is None else outcome.error))
         if self.disp and not (outcome is not None and isinstance(outcome.error, Exception)):
             print(res.message)
             print(f"Function evaluations {res.nfev}, initial cost {self.initial_cost:.4e}, "

@@ -19,7 +19,7 @@ from .._blocks import Layout
 from .._callbacks import as_callback
 from .._hyper import make_hyper
 from .._inputs import as_scalar
-from .._interrupts import INTERRUPTED, conclude, interrupted_message
+from .._interrupts import INTERRUPTED, conclude, status_message
 from .._options import (
     cpu_only,
     flag,
@@ -310,8 +310,7 @@ class _Loop:
             nfev=self.obj.nfev, njev=self.obj.njev, neval=self.neval,
             epochs=cfg.stream.completed_epochs(), status=status,
             success=status in (0, 4), history=history,
-            message=(interrupted_message(error) if status == INTERRUPTED
-                     else STOCHASTIC_MESSAGES[status]))
+            message=status_message(STOCHASTIC_MESSAGES, status, error))
         if cfg.disp and not isinstance(error, Exception):
             _driver.print_summary(res, [f"Epochs: {res.epochs}"], planned=(3,))
         return res
