@@ -97,7 +97,9 @@ def parse_pair_bounds(bounds, x):
             "bounds must be a pair (lb, ub) of scalars or arrays, as in "
             "scipy.optimize.least_squares, or a scipy.optimize.Bounds; got "
             f"{bounds!r}")
-    return parse_bounds(Bounds(*bounds), x)
+    lo, hi = bounds
+    # a side given as None is no bound on that side
+    return parse_bounds(Bounds(-np.inf if lo is None else lo, np.inf if hi is None else hi), x)
 
 
 def check_constraints(constraints):

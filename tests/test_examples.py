@@ -26,7 +26,7 @@ def load(name):
 
 
 def test_every_example_has_main_and_a_titled_docstring():
-    for name in ("low_rank", "kinetics", "nist", "linear_minibatch"):
+    for name in ("low_rank", "kinetics", "nist", "linear_minibatch", "far_starts"):
         module = load(name)
         assert callable(module.main)
         title = module.__doc__.splitlines()[0]
@@ -90,6 +90,22 @@ def test_nist_small(tmp_path):
         assert r["solved"], (r["problem"], r["start"], r["solver"], r["lre"])
     table = (tmp_path / "nist_results.inc").read_text()
     assert "list-table" in table and "Misra1a" in table
+
+
+def test_far_starts_small(tmp_path):
+    ex = load("far_starts")
+    lines = []
+    fit = ex.Fit(ex.PROBLEMS[0]())
+    out = ex.run_problem(ex.PROBLEMS[0], 3, list(ex.METHODS), report=lines.append)
+    assert len(lines) == len(ex.METHODS)  # a line per method as it finishes
+    best = out["best"]
+    r = fit.residuals(fit.problem.truth)
+    assert best <= 0.5 * (r @ r) * (1 + 1e-9)  # at or below the truth's cost
+    for method, rs in out["fits"].items():
+        assert len(rs) == 3 and all(r["cost"] >= best * (1 - 1e-12) for r in rs), method
+    ex.main(size="small", plot=False, out_dir=str(tmp_path))
+    table = (tmp_path / "far_starts_results.inc").read_text()
+    assert "list-table" in table and "fastfactor" in table
 
 
 def test_linear_minibatch(tmp_path):

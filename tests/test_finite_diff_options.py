@@ -92,7 +92,7 @@ def test_one_element_x0():
     """A Python float x0: Bounds(-1, 3), a 1-element x_scale and a scalar jac fit it."""
     for res in (
         fastfactor.least_squares(lambda x: x - 0.5, 2.0, bounds=(-1.0, 3.0)),
-        fastfactor.least_squares(lambda x: x - 0.5, 2.0, options={"x_scale": [1.0]}),
+        fastfactor.least_squares(lambda x: x - 0.5, 2.0, x_scale=[1.0]),
         fastfactor.least_squares(lambda x: x - 0.5, 2.0, jac=lambda x: 1.0),
     ):
         assert res.success and res.x.shape == () and res.x == pytest.approx(0.5, abs=1e-6)

@@ -254,11 +254,52 @@ def test_least_squares_interrupted_keeps_the_last_iterate(where, error, dtype):
     res = _outcome(lambda: least_squares(rw, x0, jac=Jw, callback=cb), error)
     reached = 7 if where != "callback" else 9
     assert res.status == INTERRUPTED and not res.success and res.nit == reached
-    ref = least_squares(r, x0, jac=J, options={"maxiter": reached})
-    # status 1 returns the lowest-cost iterate: the last one on this descent
+    assert res.phase == "adafactor" and list(res.phases) == ["adafactor"]  # no finish
+    ref = least_squares(r, x0, jac=J, options={"maxiter": reached, "finish": False})
+    # maxiter returns the lowest-cost iterate: the last one on this descent
     np.testing.assert_array_equal(res.x, ref.x)
     assert res.cost == ref.cost
     np.testing.assert_array_equal(res.fun, r(res.x))
+
+
+@pytest.mark.parametrize("error", ERRORS, ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("where", ["fun", "jac", "callback"])
+def test_least_squares_interrupted_in_the_finish(where, error):
+    """An interrupt in SciPy's trf ends the run there (no trf from x0), at its last
+    iterate whose Jacobian is known; 5 Adafactor iterations make 6 calls of each."""
+    t = np.linspace(0, 1, 20)
+    y = 2.0 * np.exp(-1.3 * t)
+
+    def r(x):
+        return x[0] * np.exp(-x[1] * t) - y
+
+    def J(x):
+        e = np.exp(-x[1] * t)
+        return np.stack([e, -x[0] * t * e], axis=1)
+
+    at = {"fun": 9, "jac": 8, "callback": 7}[where]  # each inside the finish
+    fails = Fails(error, at)
+    rw, Jw = fails.at_place(where, "fun", r), fails.at_place(where, "jac", J)
+    cb = fails.at_place(where, "callback")
+    x0 = np.array([1.0, 1.0])
+    options = {"maxiter": 5}
+    res = _outcome(lambda: least_squares(rw, x0, jac=Jw, callback=cb, options=options), error)
+    assert res.status == INTERRUPTED and not res.success and res.nit == 5
+    assert res.phase == "trf" and list(res.phases) == ["adafactor", "trf"]
+    assert res.phases["trf"].status == INTERRUPTED and res.phases["adafactor"].status == 0
+    np.testing.assert_array_equal(res.fun, r(res.x))
+    np.testing.assert_array_equal(res.jac, J(res.x))
+    assert res.cost <= res.phases["adafactor"].cost
+    # the iterate after the trf iterations completed (the finish's start if none), as an
+    # uninterrupted run's callback sees them
+    start = least_squares(r, x0, jac=J, options=dict(options, finish=False)).x
+    seen = []
+    least_squares(r, x0, jac=J, options=options,
+                  callback=lambda intermediate_result: seen.append(intermediate_result.x))
+    done = res.phases["trf"].nit
+    np.testing.assert_array_equal(res.x, seen[5 + done - 1] if done else start)
+    if where == "fun":
+        assert res.nfev == at  # the call that raised was made
 
 
 @pytest.mark.parametrize("error", ERRORS, ids=lambda e: type(e).__name__)

@@ -102,10 +102,12 @@ def test_nist_misra1a_certified(start):
     np.testing.assert_allclose(res.cost, ref.cost, rtol=1e-8)
 
 
-def test_x_scale_default_makes_units_irrelevant():
+@pytest.mark.parametrize("finish", [True, False])
+def test_x_scale_default_makes_units_irrelevant(finish):
     """With the default x_scale (|x0|), expressing b2 in other units (b2' = 1000 b2)
-    leaves the iteration unchanged."""
-    res = least_squares(misra_fun, MISRA1A_START[2], jac=misra_jac)
+    leaves the Adafactor iteration unchanged (and the finish's 'jac' scale too)."""
+    options = {"finish": finish}
+    res = least_squares(misra_fun, MISRA1A_START[2], jac=misra_jac, options=options)
 
     def fun_k(c):
         return misra_fun(c * [1.0, 1e-3])
@@ -113,23 +115,28 @@ def test_x_scale_default_makes_units_irrelevant():
     def jac_k(c):
         return misra_jac(c * [1.0, 1e-3]) * [1.0, 1e-3]
 
-    res_k = least_squares(fun_k, np.array(MISRA1A_START[2]) * [1.0, 1e3], jac=jac_k)
+    res_k = least_squares(fun_k, np.array(MISRA1A_START[2]) * [1.0, 1e3], jac=jac_k,
+                          options=options)
     assert abs(res.nit - res_k.nit) <= 0.01 * res.nit
     np.testing.assert_allclose(res_k.x * [1.0, 1e-3], res.x, rtol=1e-7)
 
 
+@pytest.mark.parametrize("finish", [False, True])
 @pytest.mark.parametrize("x_scale", ["jac", [200.0, 1e-3]])
-def test_x_scale_options(x_scale):
-    res = least_squares(misra_fun, MISRA1A_START[2], jac=misra_jac,
-                        options={"x_scale": x_scale, "maxiter": 40000})
-    np.testing.assert_allclose(2 * res.cost, MISRA1A_RSS, rtol=1e-6)
+def test_x_scale_keyword(x_scale, finish):
+    """Both scales reach the minimum in the Adafactor phase alone, and with the finish."""
+    res = least_squares(misra_fun, MISRA1A_START[2], jac=misra_jac, x_scale=x_scale,
+                        options={"finish": finish, "maxiter": 40000 if not finish else None})
+    np.testing.assert_allclose(2 * res.cost, MISRA1A_RSS, rtol=1e-6 if not finish else 1e-9)
+    assert res.phase in (("trf", "trf from x0") if finish else ("adafactor",))
 
 
 def test_adafactor_defaults_do_not_work_here():
     """The reason this front end has its own defaults: Adafactor's (relative step
     1e-2, no momentum, one scale for both parameters) stall on Misra1a."""
-    hyper = {"lr": None, "beta1": None, "eps2": 1e-3, "x_scale": 1.0, "maxiter": 3000}
-    res = least_squares(misra_fun, MISRA1A_START[1], jac=misra_jac, options=hyper)
+    hyper = {"lr": None, "beta1": None, "eps2": 1e-3, "maxiter": 3000, "finish": False}
+    res = least_squares(misra_fun, MISRA1A_START[1], jac=misra_jac, x_scale=1.0,
+                        options=hyper)
     assert 2 * res.cost > 10 * MISRA1A_RSS
 
 
@@ -160,7 +167,8 @@ def test_jac_forms_agree(form):
 
 
 def test_operator_jacobian_needs_only_rmatvec():
-    """J.T @ r is all that is ever asked of the Jacobian: JᵀJ is never formed."""
+    """J.T @ r is all the Adafactor phase asks of the Jacobian: JᵀJ is never formed.
+    The finish (SciPy's lsmr) also applies J."""
     A, b = linear_problem(m=30, n=4, seed=5)
     used = set()
 
@@ -172,11 +180,16 @@ def test_operator_jacobian_needs_only_rmatvec():
         used.add("rmatvec")
         return A.T @ v
 
-    res = least_squares(lambda x: A @ x - b, np.zeros(4),
-                        jac=lambda x: LinearOperator(A.shape, matvec=matvec, rmatvec=rmatvec,
-                                                     dtype=float))
+    def jac(x):
+        return LinearOperator(A.shape, matvec=matvec, rmatvec=rmatvec, dtype=float)
+
+    res = least_squares(lambda x: A @ x - b, np.zeros(4), jac=jac, options={"finish": False})
     assert res.success
     assert used == {"rmatvec"}
+    res = least_squares(lambda x: A @ x - b, np.zeros(4), jac=jac)
+    assert res.success and res.phase in ("trf", "trf from x0") and "matvec" in used
+    # lsmr solves the trust-region steps to its own tolerance
+    np.testing.assert_allclose(res.x, np.linalg.lstsq(A, b, rcond=None)[0], rtol=1e-7)
 
 
 def test_finite_differences_stay_inside_bounds():
@@ -251,7 +264,7 @@ def test_bounds_match_scipy(kind):
                            xtol=1e-15, ftol=1e-15, gtol=1e-15)
     assert res.success, res.message
     np.testing.assert_allclose(res.x, ref.x, rtol=1e-6, atol=1e-8)
-    assert res.active_mask[1] == -1 and res.x[1] == lb[1]
+    assert res.active_mask[1] == -1 and res.x[1] == pytest.approx(lb[1], rel=1e-12)
     g = res.grad
     assert res.optimality == pytest.approx(np.max(np.abs(np.clip(res.x - g, lb, ub) - res.x)))
 
@@ -273,7 +286,7 @@ def test_result_fields_and_counts():
     cf, cj = Counted(fun), Counted(jac)
     res = least_squares(cf, x0, jac=cj)
     for key in ("x", "cost", "fun", "jac", "grad", "optimality", "active_mask", "nfev", "njev",
-                "nit", "status", "success", "message"):
+                "nit", "status", "success", "message", "phase", "phases"):
         assert key in res, key
     assert res.cost == pytest.approx(0.5 * np.sum(res.fun ** 2), rel=1e-14)
     np.testing.assert_allclose(res.fun, fun(res.x), rtol=0, atol=0)
@@ -281,25 +294,36 @@ def test_result_fields_and_counts():
     np.testing.assert_allclose(res.grad, res.jac.T @ res.fun, rtol=1e-14, atol=1e-16)
     assert res.optimality == pytest.approx(np.max(np.abs(res.grad)))
     assert res.nfev == cf.calls and res.njev == cj.calls
-    assert res.nfev == res.nit + 1  # one evaluation per iterate, x0 included
+    assert res.nfev == sum(p.nfev for p in res.phases.values())
+    assert res.njev == sum(p.njev for p in res.phases.values())
+    ada = res.phases["adafactor"]
+    assert ada.nfev == ada.nit + 1 == res.nit + 1  # one evaluation per iterate, x0 included
+    assert res.phase in ("trf", "trf from x0")
+    assert res.cost == res.phases[res.phase].cost <= ada.cost
     np.testing.assert_array_equal(res.active_mask, 0)
-    assert res.status in (0, 3) and res.success
-    assert isinstance(res.message, str)
+    assert res.status in (1, 2, 3, 4) and res.success
+    assert isinstance(res.message, str) and "trf" in res.message
 
 
-def test_gtol_status_zero_with_small_optimality():
+def test_gtol_status_one_with_small_optimality():
     A, b = linear_problem(m=40, n=3, seed=8)
-    res = least_squares(lambda x: A @ x - b, np.zeros(3), jac=lambda x: A,
-                        options={"gtol": 1e-6, "xtol": 0.0})
-    assert res.status == 0 and res.success
+    res = least_squares(lambda x: A @ x - b, np.zeros(3), jac=lambda x: A, gtol=1e-6, xtol=0.0,
+                        options={"finish": False})
+    assert res.status == 1 and res.success
     assert res.optimality <= 1e-6
 
 
 def test_x0_already_optimal_takes_no_step():
     A, b = linear_problem(m=20, n=3, seed=9)
     x_ls = np.linalg.lstsq(A, b, rcond=None)[0]
-    res = least_squares(lambda x: A @ x - b, x_ls, jac=lambda x: A, options={"gtol": 1e-6})
-    assert res.status == 0 and res.nit == 0 and res.nfev == 1
+    res = least_squares(lambda x: A @ x - b, x_ls, jac=lambda x: A, gtol=1e-6,
+                        options={"finish": False})
+    assert res.status == 1 and res.nit == 0 and res.nfev == 1
+    np.testing.assert_array_equal(res.x, x_ls)
+    # the finish checks x0 once more and takes no step either
+    res = least_squares(lambda x: A @ x - b, x_ls, jac=lambda x: A, gtol=1e-6)
+    assert res.status == 1 and res.nit == 0 and res.phases["adafactor"].nfev == 1
+    assert "trf from x0" not in res.phases
     np.testing.assert_array_equal(res.x, x_ls)
 
 
@@ -307,8 +331,8 @@ def test_maxiter_returns_the_lowest_cost_iterate():
     costs = []
     res = least_squares(misra_fun, MISRA1A_START[1], jac=misra_jac,
                         callback=lambda intermediate_result: costs.append(intermediate_result.cost),
-                        options={"maxiter": 50})
-    assert res.status == 1 and not res.success and res.nit == 50
+                        options={"maxiter": 50, "finish": False})
+    assert res.status == 0 and not res.success and res.nit == 50
     assert len(costs) == 50
     initial = 0.5 * np.sum(misra_fun(np.array(MISRA1A_START[1])) ** 2)
     assert res.cost == min(costs + [initial])
@@ -325,12 +349,14 @@ def test_callback_forms_and_stop():
             raise StopIteration
 
     res = least_squares(fun, x0, jac=jac, callback=cb)
-    assert res.status == 99 and not res.success and res.nit == 7
+    assert res.status == -2 and not res.success and res.nit == 7
+    assert list(res.phases) == ["adafactor"]  # no finish after a stop
     last = seen[-1]
     assert last.nit == 7 and last.cost == pytest.approx(0.5 * np.sum(last.fun ** 2))
     np.testing.assert_allclose(last.fun, fun(last.x))
     xs = []
-    least_squares(fun, x0, jac=jac, callback=lambda xk: xs.append(xk), options={"maxiter": 3})
+    least_squares(fun, x0, jac=jac, callback=lambda xk: xs.append(xk),
+                  options={"maxiter": 3, "finish": False})
     assert len(xs) == 3 and xs[0].shape == (3,)
 
 
@@ -340,15 +366,23 @@ def test_nan_returns_last_finite_iterate():
     def undefined_below(p):  # the path from k = 1 to k = 0.7 crosses k = 0.95
         return fun(p) * (np.nan if p[1] < 0.95 else 1.0)
 
-    res = least_squares(undefined_below, x0, jac=jac)
-    assert res.status == 2 and not res.success and res.nit > 0
+    res = least_squares(undefined_below, x0, jac=jac, options={"finish": False})
+    assert res.status == -3 and not res.success and res.nit > 0
     assert res.x[1] >= 0.95 and np.isfinite(res.cost)
     assert res.cost < 0.5 * np.sum(fun(x0) ** 2)
     np.testing.assert_allclose(res.grad, res.jac.T @ res.fun)
+    # the finish starts from that finite point and keeps to the finite side
+    full = least_squares(undefined_below, x0, jac=jac)
+    assert full.phases["adafactor"].status == -3
+    assert full.x[1] >= 0.95 and full.cost <= res.cost
+    np.testing.assert_allclose(full.fun, undefined_below(full.x))
 
-    res0 = least_squares(lambda p: np.full(3, np.nan), x0, jac=jac)
-    assert res0.status == 2 and res0.nit == 0
-    np.testing.assert_array_equal(res0.x, x0)
+    # as in SciPy, residuals that are not finite at x0 are an error
+    for bad in (np.nan, np.inf):
+        with pytest.raises(ValueError, match="not finite in the initial point"):
+            least_squares(lambda p, bad=bad: np.full(3, bad), x0, jac=jac)
+        with pytest.raises(ValueError, match="not finite in the initial point"):
+            so.least_squares(lambda p, bad=bad: np.full(3, bad), x0, jac=jac)
 
 
 def test_float32_and_inputs_not_mutated():
@@ -358,18 +392,19 @@ def test_float32_and_inputs_not_mutated():
     scale = np.ones(3)
     copies = [a.copy() for a in (x0, lb, ub, scale, A, b)]
     res = least_squares(lambda x: A @ x - b, x0, jac=lambda x: A, bounds=(lb, ub),
-                        options={"x_scale": scale})
+                        x_scale=scale)
     assert res.x.dtype == np.float32
     for a, c in zip((x0, lb, ub, scale, A, b), copies, strict=True):
         np.testing.assert_array_equal(a, c)
     np.testing.assert_allclose(res.x, np.linalg.lstsq(A, b, rcond=None)[0], rtol=1e-3)
 
 
-def test_disp_prints_scipy_summary(capsys):
+def test_verbose_prints_scipy_summary(capsys):
     fun, jac, x0 = exp_problem()
-    least_squares(fun, x0, jac=jac, options={"disp": True})
+    res = least_squares(fun, x0, jac=jac, verbose=1)
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("`") and out[1].startswith("Function evaluations")
+    assert len(out) == 2
+    assert out[0] == res.message and out[1].startswith(f"Function evaluations {res.nfev},")
     assert "final cost" in out[1] and "first-order optimality" in out[1]
 
 
@@ -395,10 +430,22 @@ def _ok(x):
     (dict(bounds=(np.nan, 1.0)), ValueError, "NaN"),
     (dict(options=[("maxiter", 3)]), TypeError, "options must be a dict"),
     (dict(options={"maxiter": -1}), ValueError, "maxiter"),
-    (dict(options={"gtol": -1e-3}), ValueError, "gtol"),
-    (dict(options={"xtol": "small"}), ValueError, "xtol"),
-    (dict(options={"x_scale": -1.0}), ValueError, "x_scale"),
-    (dict(options={"x_scale": "auto"}), ValueError, "x_scale"),
+    (dict(gtol=-1e-3), ValueError, "gtol"),
+    (dict(xtol="small"), ValueError, "xtol"),
+    (dict(ftol=np.nan), ValueError, "ftol"),
+    (dict(x_scale=-1.0), ValueError, "x_scale"),
+    (dict(x_scale="auto"), ValueError, "x_scale"),
+    (dict(f_scale=0.0), ValueError, "f_scale"),
+    (dict(loss="l1"), ValueError, "loss"),
+    (dict(loss=3), TypeError, "loss"),
+    (dict(max_nfev=0), ValueError, "max_nfev"),
+    (dict(max_nfev=2.5), ValueError, "max_nfev"),
+    (dict(verbose=3), ValueError, "verbose"),
+    (dict(tr_solver="cg"), ValueError, "tr_solver"),
+    (dict(tr_options=[1]), TypeError, "tr_options"),
+    (dict(diff_step=-1e-3), ValueError, "diff_step"),
+    (dict(kwargs=[1]), TypeError, "kwargs"),
+    (dict(method="adam"), ValueError, "method"),
     (dict(options={"device": "cuda"}), ValueError, "device"),
     (dict(options={"lr": -0.1}), ValueError, "lr"),
     (dict(x0=[np.nan, 0.0, 0.0]), ValueError, "NaN"),
@@ -432,8 +479,8 @@ def test_bad_jacobian_and_residuals():
 
 
 def test_unknown_option_warns():
-    with pytest.warns(so.OptimizeWarning, match="ftol"):
-        least_squares(_ok, np.zeros(2), jac=lambda x: np.eye(2), options={"ftol": 1e-8})
+    with pytest.warns(so.OptimizeWarning, match="not_an_option"):
+        least_squares(_ok, np.zeros(2), jac=lambda x: np.eye(2), options={"not_an_option": 1})
 
 
 def test_shapes_option_passes_through():

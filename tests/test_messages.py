@@ -74,12 +74,26 @@ def _expected(entry, name):
     return f"Unknown solver options: {name} ({hint})"
 
 
-@pytest.mark.parametrize("name", ["learning_rate", "LearningRate", "step_size", "max_iter",
-                                  "maxiterr", "maxfev", "max_nfev", "momentum", "beta2",
-                                  "verbose", "max_grad_norm", "eps", "diff_step"])
-@pytest.mark.parametrize("entry", list(ENTRIES))
+NAMES = ["learning_rate", "LearningRate", "step_size", "max_iter", "maxiterr", "maxfev",
+         "max_nfev", "momentum", "beta2", "verbose", "max_grad_norm", "eps", "diff_step"]
+#: Names that are keyword arguments of least_squares (SciPy's), refused in its options
+#: (``maxfev``: another name of ``max_nfev``).
+LSQ_KEYWORDS = ("max_nfev", "verbose", "diff_step", "maxfev")
+
+
+@pytest.mark.parametrize("entry, name", [
+    (entry, name) for entry in ENTRIES for name in NAMES
+    if not (entry == "least_squares" and name in LSQ_KEYWORDS)])
 def test_unknown_option_names_the_option_meant(entry, name):
     assert _unknown_warning(entry, name) == _expected(entry, name)
+
+
+@pytest.mark.parametrize("name", LSQ_KEYWORDS)
+def test_a_least_squares_keyword_in_options_is_refused(name):
+    with pytest.raises(TypeError, match=re.escape(
+            f"{name!r} is a keyword argument of fastfactor.least_squares")) as info:
+        ENTRIES["least_squares"]({"maxiter": 1, name: 1})
+    assert f"{'max_nfev' if name == 'maxfev' else name}=" in str(info.value)
 
 
 @pytest.mark.parametrize("entry", list(ENTRIES))

@@ -62,8 +62,8 @@ def _sumsq(x, *args):
     (lambda: fastfactor.minimize(_sumsq, np.ones(3), maxiter=5), "options={'maxiter': 5}"),
     (lambda: fastfactor.minimize(_sumsq, np.ones(3), maxiter=5, lr=0.1),
      "options={'maxiter': 5, 'lr': 0.1}"),
-    (lambda: fastfactor.least_squares(lambda x: x, np.ones(3), xtol=1e-3),
-     "options={'xtol': 0.001}"),
+    (lambda: fastfactor.least_squares(lambda x: x, np.ones(3), maxiter=5, finish=False),
+     "options={'maxiter': 5, 'finish': False}"),
     (lambda: fastfactor.minimize_stochastic(_sumsq, np.ones(3), [1], epochs=2),
      "options={'epochs': 2}"),
 ], ids=["minimize", "minimize-two", "least_squares", "minimize_stochastic"])
@@ -90,4 +90,6 @@ def test_the_signatures_stay_those_of_the_functions():
     import inspect
     assert list(inspect.signature(fastfactor.minimize).parameters) == [
         "fun", "x0", "args", "jac", "bounds", "callback", "tol", "options"]
+    lsq = list(inspect.signature(fastfactor.least_squares).parameters)
+    assert lsq[0] == "fun" and lsq[-1] == "options" and "xtol" in lsq
     assert "options" in inspect.signature(fastfactor.minimize_stochastic).parameters

@@ -162,16 +162,17 @@ def _run_linear(method, a, b, maxiter):
     """Seconds and nit of one run of ``maxiter`` iterations from x0 = 0."""
     import fastfactor
     x0 = np.zeros(LSQ_SHAPE[1])
-    options = dict(LSQ_HYPER, maxiter=maxiter, gtol=0.0)
     t0 = time.perf_counter()
-    if method == "least_squares":
-        res = fastfactor.least_squares(lambda x: a @ x - b, x0, jac=lambda x: a,
-                                       options=dict(options, xtol=0.0, x_scale=1.0))
+    if method == "least_squares":  # the Adafactor phase alone: no trust-region finish
+        res = fastfactor.least_squares(lambda x: a @ x - b, x0, jac=lambda x: a, xtol=0.0,
+                                       gtol=0.0, x_scale=1.0,
+                                       options=dict(LSQ_HYPER, maxiter=maxiter, finish=False))
     else:
         def fun(x):
             r = a @ x - b
             return 0.5 * (r @ r), a.T @ r
-        res = fastfactor.minimize(fun, x0, jac=True, options=options)
+        res = fastfactor.minimize(fun, x0, jac=True,
+                                  options=dict(LSQ_HYPER, maxiter=maxiter, gtol=0.0))
     return time.perf_counter() - t0, res.nit
 
 

@@ -3,10 +3,10 @@
 The 27 nonlinear least-squares problems of the NIST Statistical Reference Datasets
 (StRD) come with two starting points each and certified parameter values. This
 script reads NIST's ``.dat`` files (``data/nist/``), fits every problem from both
-starts with :func:`fastfactor.least_squares`, at its defaults and with the settings
-that worked best, and with :func:`scipy.optimize.least_squares`, at its defaults and
-with tight tolerances, and counts how many problems each solves to the certified
-digits.
+starts with :func:`fastfactor.least_squares` (its defaults; without ``trf`` from x0;
+and its Adafactor phase alone) and with :func:`scipy.optimize.least_squares` (``trf``,
+``lm`` and ``dogbox`` at SciPy's defaults, and ``trf`` with tolerances of 1e-15), and
+counts how many problems each solves to the certified digits.
 
 Criterion: the log relative error ``LRE = -log10(|b - c| / |c|)`` of every
 parameter ``b`` against its certified value ``c`` (capped at 11, the digits NIST
@@ -14,16 +14,24 @@ gives); a fit *solves* the problem when the smallest LRE over its parameters is 
 least 4 (four correct significant digits in every parameter). The Jacobian is
 exact (complex-step differentiation of the model), the same for all solvers.
 
-``python nist.py --size full`` runs all 27 problems and writes the table below
-(``nist_results.inc``); ``--size small`` runs five lower-difficulty problems.
-Adafactor is a first-order method: it needs thousands of iterations where the
-trust-region solver needs tens, and it does not reach the certified values of the
-badly conditioned problems (Lanczos, MGH10, Bennett5) within 100,000 iterations.
+At its defaults fastfactor solves all 54 fits, SciPy's solvers 47 to 52. ``trf`` from
+the Adafactor phase's result solves MGH17 and Bennett5 from start 1, which ``trf``
+from x0 misses even with tight tolerances; ``trf`` from x0, which fastfactor also runs
+when its Adafactor phase did not converge, solves the eight fits that the other misses.
+The price is the Adafactor phase's thousand or so evaluations per fit, where SciPy
+needs tens. The Adafactor phase alone, a first-order method, solves 35 in 20,000
+iterations, missing among others the ill-conditioned Lanczos, Hahn1, MGH10 and Thurber.
+
+``python nist.py --size full --out-dir DIR`` runs all 27 problems and writes the
+table below (``nist_results.inc``), its summary (``nist_summary.inc``) and the plot
+(``nist.png``) into ``DIR`` (default: the current directory); ``--size small`` runs
+five lower-difficulty problems.
 
 .. include:: examples/nist_results.inc
 """
 
 import argparse
+import functools
 import os
 import re
 import time
@@ -41,13 +49,10 @@ MAX_LRE = 11.0
 #: A problem is solved when every parameter has at least this LRE.
 SOLVED_LRE = 4.0
 
-#: The settings of fastfactor.least_squares that worked best on this suite (of the
-#: step schedules, momenta, x_scale, gtol and xtol tried): no gradient test (gtol is
-#: absolute, and a tiny gradient is met far from the solution on problems with small
-#: residuals), a tighter xtol, a first moment of long memory and more iterations.
-TUNED = {"gtol": 0.0, "xtol": 1e-12, "beta1": 0.99, "maxiter": 100_000}
-#: SciPy with its stopping tolerances at 1e-15 (its defaults are 1e-8).
+#: SciPy's trf with its stopping tolerances at 1e-15 (its defaults are 1e-8).
 TIGHT = {"ftol": 1e-15, "xtol": 1e-15, "gtol": 1e-15}
+#: The Adafactor phase alone: no trf finish, and the iterations it needs without one.
+ALONE = {"finish": False, "maxiter": 20_000}
 
 SMALL = ["Misra1a", "Chwirut2", "DanWood", "Misra1b", "Chwirut1"]
 
@@ -212,48 +217,81 @@ def lre(value, certified):
 
 # --- the solvers --------------------------------------------------------------------------
 
-def _solve_scipy(prob, b0):
-    return so.least_squares(prob.residuals, b0, jac=prob.jacobian)
+def _fastfactor(prob, b0, **kw):
+    return fastfactor.least_squares(prob.residuals, b0, jac=prob.jacobian, **kw)
 
 
-def _solve_scipy_tight(prob, b0):
-    return so.least_squares(prob.residuals, b0, jac=prob.jacobian, **TIGHT)
-
-
-def _solve_fastfactor(prob, b0):
-    return fastfactor.least_squares(prob.residuals, b0, jac=prob.jacobian)
-
-
-def _solve_fastfactor_tuned(prob, b0):
-    return fastfactor.least_squares(prob.residuals, b0, jac=prob.jacobian, options=TUNED)
+def _scipy(prob, b0, **kw):
+    return so.least_squares(prob.residuals, b0, jac=prob.jacobian, **kw)
 
 
 SOLVERS = {
-    "SciPy": _solve_scipy,
-    "SciPy, tight": _solve_scipy_tight,
-    "fastfactor": _solve_fastfactor,
-    "fastfactor, tuned": _solve_fastfactor_tuned,
+    "fastfactor": _fastfactor,
+    "fastfactor, no trf from x0": functools.partial(_fastfactor,
+                                                    options={"trf_from_x0": False}),
+    "Adafactor alone": functools.partial(_fastfactor, options=ALONE),
+    "SciPy trf": functools.partial(_scipy, method="trf"),
+    "SciPy lm": functools.partial(_scipy, method="lm"),
+    "SciPy dogbox": functools.partial(_scipy, method="dogbox"),
+    "SciPy trf, tight": functools.partial(_scipy, method="trf", **TIGHT),
 }
+
+SOLVER_TEXT = {
+    "fastfactor": "``fastfactor.least_squares``, defaults (the Adafactor phase, then "
+                  "SciPy's ``trf`` from its result, and from x0 when the Adafactor phase "
+                  "did not converge)",
+    "fastfactor, no trf from x0": "the same with ``options={'trf_from_x0': False}``: "
+                                  "``trf`` only from the Adafactor phase's result",
+    "Adafactor alone": "``fastfactor.least_squares`` with ``options={'finish': False, "
+                       "'maxiter': 20000}``: the Adafactor phase alone, with fastfactor's "
+                       "tolerances (``1e-10``)",
+    "SciPy trf": "``scipy.optimize.least_squares``, ``method='trf'``, SciPy's defaults "
+                 "(``ftol = xtol = gtol = 1e-8``)",
+    "SciPy lm": "the same with ``method='lm'`` (MINPACK's Levenberg-Marquardt)",
+    "SciPy dogbox": "the same with ``method='dogbox'``",
+    "SciPy trf, tight": "``method='trf'`` with ``ftol = xtol = gtol = 1e-15``",
+}
+
+#: Exceptions counted as failed fits, not raised (SciPy's solvers can fail in LAPACK on
+#: the overflowing Jacobians of a far start).
+FAILURES = (ValueError, FloatingPointError, OverflowError, np.linalg.LinAlgError)
+#: The phases of fastfactor.least_squares, in the order they run.
+PHASES = ("adafactor", "trf", "trf from x0")
+#: Statuses of a converged phase.
+CONVERGED = (1, 2, 3, 4)
 
 
 def run_one(prob, start, solver):
-    """One fit: a dict of the fitted parameters, LREs, nfev, time and status."""
+    """One fit: a dict of the fitted parameters, LREs, evaluations, time and status;
+    for fastfactor also the phase that produced x and each phase's nfev and status."""
     b0 = prob.spec[f"start{start}"]
     t0 = time.perf_counter()
     with np.errstate(all="ignore"):
         try:
             res = SOLVERS[solver](prob, b0.copy())
-        except (ValueError, FloatingPointError, OverflowError) as exc:  # counted as a failure
-            res = so.OptimizeResult(x=np.full_like(b0, np.nan), nfev=0, status=-1,
+        except FAILURES as exc:
+            res = so.OptimizeResult(x=np.full_like(b0, np.nan), nfev=0, njev=0, status=-1,
                                     message=f"{type(exc).__name__}: {exc}")
         seconds = time.perf_counter() - t0
         b = np.asarray(res.x, dtype=float)
         rss = prob.rss(b)
     lres = lre(b, prob.spec["certified"])
+    phases = {k: {"nfev": int(v.nfev), "status": int(v.status), "cost": float(v.cost),
+                  "nit": int(v.nit)}
+              for k, v in res.get("phases", {}).items()}
     return {"problem": prob.name, "start": start, "solver": solver, "x": b,
             "lre": float(lres.min()), "lre_rss": float(lre(rss, prob.spec["rss"])),
-            "nfev": int(res.nfev), "seconds": seconds, "status": int(res.status),
-            "message": str(res.message), "solved": bool(lres.min() >= SOLVED_LRE)}
+            "nfev": int(res.nfev), "njev": int(res.get("njev") or 0), "seconds": seconds,
+            "status": int(res.status), "message": str(res.message),
+            "solved": bool(lres.min() >= SOLVED_LRE), "phase": res.get("phase"),
+            "phases": phases}
+
+
+def warm_up(prob):
+    """One untimed fit per solver, so that no timed fit pays for Numba's compilation."""
+    with np.errstate(all="ignore"):
+        for solver in SOLVERS:
+            SOLVERS[solver](prob, prob.spec["start2"].copy())
 
 
 def load_problems(names=None):
@@ -266,6 +304,51 @@ def load_problems(names=None):
     return [Problem(s) for s in specs]
 
 
+# --- summaries ----------------------------------------------------------------------------
+
+def work(results, solver):
+    """Solved counts (start 1, start 2, all) and the evaluations and time of one solver."""
+    rs = [r for r in results if r["solver"] == solver]
+    nfev = [r["nfev"] for r in rs]
+    return {"solved": tuple(sum(r["solved"] for r in rs if r["start"] == k) for k in (1, 2)),
+            "runs": len(rs), "median_nfev": float(np.median(nfev)), "nfev": sum(nfev),
+            "njev": sum(r["njev"] for r in rs), "seconds": sum(r["seconds"] for r in rs)}
+
+
+def phase_summary(results):
+    """fastfactor's phases: how often each produced x, and what the trf finish cost in
+    the runs where the Adafactor phase had converged by itself."""
+    rs = [r for r in results if r["solver"] == "fastfactor" and r["phases"]]
+    came = {p: sum(r["phase"] == p for r in rs) for p in PHASES}
+    converged = [r for r in rs if r["phases"]["adafactor"]["status"] in CONVERGED]
+    finish = [r["phases"]["trf"]["nfev"] for r in converged if "trf" in r["phases"]]
+    share = sum(finish) / max(1, sum(r["nfev"] for r in converged))
+    return {"runs": len(rs), "from": came, "converged": len(converged),
+            "converged_solved": sum(r["solved"] for r in converged),
+            "finish_median": float(np.median(finish)) if finish else 0.0,
+            "finish_total": sum(finish), "finish_max": max(finish, default=0),
+            "finish_share": share,
+            "from_x0_runs": sum("trf from x0" in r["phases"] for r in rs),
+            "nit": [r["phases"]["adafactor"]["nit"] for r in rs]}
+
+
+def _phase_lines(ps):
+    came = ps["from"]
+    return [
+        f"Where fastfactor's x came from, of {ps['runs']} fits: the Adafactor phase "
+        f"{came['adafactor']}, its ``trf`` finish {came['trf']}, ``trf`` from x0 "
+        f"{came['trf from x0']} (``trf`` from x0 ran in {ps['from_x0_runs']}: where the "
+        "Adafactor phase did not converge, or the finish ended on a plateau).",
+        f"The Adafactor phase ran a median of {np.median(ps['nit']):g} iterations (from "
+        f"{min(ps['nit'])} to {max(ps['nit'])}) before it handed over, converged or met its "
+        f"1,000; it converged by itself (status 1 to 4) in {ps['converged']} fits."
+        + ("" if not ps["converged"] else
+           f" There the finish cost a median of {ps['finish_median']:g} evaluations, at "
+           f"most {ps['finish_max']:,}, {ps['finish_total']:,} in all: "
+           f"{100 * ps['finish_share']:.0f}% of those fits' evaluations."),
+    ]
+
+
 # --- output -------------------------------------------------------------------------------
 
 def _cell(r):
@@ -273,69 +356,106 @@ def _cell(r):
     return text if r["solved"] else f"**{text}**"
 
 
-SOLVER_TEXT = {
-    "SciPy": "``scipy.optimize.least_squares``, defaults (``method='trf'``, "
-             "``ftol = xtol = gtol = 1e-8``)",
-    "SciPy, tight": "the same with ``ftol = xtol = gtol = 1e-15``",
-    "fastfactor": "``fastfactor.least_squares``, defaults",
-    "fastfactor, tuned": "``fastfactor.least_squares`` with ``options={'gtol': 0.0, "
-                         "'xtol': 1e-12, 'beta1': 0.99, 'maxiter': 100000}``",
-}
-
-
-def results_rst(problems, results, solvers):
-    """The results as reStructuredText: the smallest LRE per problem, solver and
-    start, the number solved, and the work."""
-    by = {(r["problem"], r["start"], r["solver"]): r for r in results}
+def _produced_by():
     import scipy
     threads = {k: os.environ.get(k) for k in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
     note = ("; times with one thread, " + ", ".join(f"``{k}=1``" for k in threads)
             if all(v == "1" for v in threads.values()) else "")
-    lines = [f"Produced by ``python nist.py --size full`` (fastfactor {fastfactor.__version__}, "
-             f"SciPy {scipy.__version__}, NumPy {np.__version__}{note}). Smallest LRE over the "
-             "parameters (correct significant digits), from start 1 / start 2; in bold: "
-             f"below {SOLVED_LRE:g}, not solved. The solvers:", ""]
+    return (f"Produced by ``python nist.py --size full`` (fastfactor {fastfactor.__version__}, "
+            f"SciPy {scipy.__version__}, NumPy {np.__version__}{note}).")
+
+
+def results_rst(problems, results, solvers):
+    """The results as reStructuredText: the smallest LRE per problem, solver and
+    start, where fastfactor's x came from, the number solved, and the work."""
+    by = {(r["problem"], r["start"], r["solver"]): r for r in results}
+    phase_col = "fastfactor" in solvers
+    lines = [_produced_by() + " Smallest LRE over the parameters (correct significant "
+             "digits), from start 1 / start 2; in bold: below "
+             f"{SOLVED_LRE:g}, not solved. The solvers:", ""]
     lines += [f"- *{s}*: {SOLVER_TEXT[s]}" for s in solvers] + [""]
     lines += [".. list-table::", "   :header-rows: 1", "",
               "   * - Problem", "     - Difficulty"] + [f"     - {s}" for s in solvers]
+    if phase_col:
+        lines.append("     - fastfactor's x from")
     for p in problems:
         lines += [f"   * - {p.name}", f"     - {p.spec['difficulty'].lower()}"]
         lines += ["     - " + " / ".join(_cell(by[p.name, k, s]) for k in (1, 2))
                   for s in solvers]
+        if phase_col:
+            lines.append("     - " + " / ".join(str(by[p.name, k, "fastfactor"]["phase"])
+                                                for k in (1, 2)))
     lines += ["   * - **solved**", f"     - of {len(problems)} / {len(problems)}"]
     lines += ["     - **" + " / ".join(str(sum(by[p.name, k, s]["solved"] for p in problems))
                                  for k in (1, 2)) + "**" for s in solvers]
-    lines += ["", ".. list-table:: Work, over all fits from both starts",
-              "   :header-rows: 1", "",
-              "   * - Solver", "     - solved", "     - median nfev", "     - total nfev",
-              "     - total time (s)"]
+    if phase_col:
+        lines.append("     -")
+    return "\n".join(lines + [""] + summary_rst(results, solvers))
+
+
+def summary_rst(results, solvers):
+    """The work table, fastfactor's phases and the fits that raised, as lines of
+    reStructuredText."""
+    lines = [".. list-table:: Work, over all fits from both starts",
+             "   :header-rows: 1", "",
+             "   * - Solver", "     - solved, start 1 / start 2", "     - solved",
+             "     - median nfev", "     - total nfev", "     - total njev",
+             "     - total time (s)"]
     for s in solvers:
-        rs = [r for r in results if r["solver"] == s]
-        lines += [f"   * - {s}", f"     - {sum(r['solved'] for r in rs)} of {len(rs)}",
-                  f"     - {int(np.median([r['nfev'] for r in rs])):,}",
-                  f"     - {sum(r['nfev'] for r in rs):,}",
-                  f"     - {sum(r['seconds'] for r in rs):.1f}"]
+        w = work(results, s)
+        lines += [f"   * - {s}", f"     - {w['solved'][0]} / {w['solved'][1]}",
+                  f"     - {sum(w['solved'])} of {w['runs']}",
+                  f"     - {w['median_nfev']:,.0f}", f"     - {w['nfev']:,}",
+                  f"     - {w['njev']:,}", f"     - {w['seconds']:.1f}"]
+    lines.append("")
+    if "fastfactor" in solvers:
+        for line in _phase_lines(phase_summary(results)):
+            lines += [line, ""]
     errors = [r for r in results if r["status"] == -1]
     if errors:
-        lines += ["", "Fits that raised an exception (counted as not solved):", ""]
+        lines += ["Fits that raised an exception (counted as not solved):", ""]
         lines += [f"- {r['problem']}, start {r['start']}, {r['solver']}: ``{r['message']}``"
                   for r in errors]
-    lines.append("")
-    return "\n".join(lines)
+        lines.append("")
+    return lines
 
 
-def print_table(problems, results, solvers):
-    """LRE (start 1 / start 2) per problem and solver, and the number solved."""
-    by = {(r["problem"], r["start"], r["solver"]): r for r in results}
-    print(f"{'problem':<10}{'level':<9}" + "".join(f"{s:>19}" for s in solvers))
-    for p in problems:
-        cells = [" / ".join(f"{by[p.name, k, s]['lre']:4.1f}" for k in (1, 2)) for s in solvers]
-        print(f"{p.name:<10}{p.spec['difficulty']:<9}" + "".join(f"{c:>19}" for c in cells))
-    cells = [" / ".join(f"{sum(by[p.name, k, s]['solved'] for p in problems):4d}" for k in (1, 2))
-             for s in solvers]
-    print(f"{'solved':<19}" + "".join(f"{c:>19}" for c in cells))
-    cells = [f"{sum(r['seconds'] for r in results if r['solver'] == s):.1f} s" for s in solvers]
-    print(f"{'time':<19}" + "".join(f"{c:>19}" for c in cells))
+def short_rst(problems, results, solvers):
+    """The solved counts and the work alone (for the least-squares page)."""
+    lines = [_produced_by() + f" {len(problems)} problems, two starts each; a fit solves "
+             f"its problem when every parameter has {SOLVED_LRE:g} or more correct "
+             "significant digits. The solvers:", ""]
+    lines += [f"- *{s}*: {SOLVER_TEXT[s]}" for s in solvers] + [""]
+    return "\n".join(lines + summary_rst(results, solvers))
+
+
+def _width(solver):
+    return max(len(solver) + 2, 14)
+
+
+def print_header(solvers):
+    print(f"{'problem':<10}{'level':<9}" + "".join(f"{s:>{_width(s)}}" for s in solvers))
+
+
+def print_row(prob, results, solvers):
+    """LRE (start 1 / start 2) of one problem per solver, as its fits finish."""
+    by = {(r["start"], r["solver"]): r for r in results if r["problem"] == prob.name}
+    cells = [" / ".join(f"{by[k, s]['lre']:4.1f}" for k in (1, 2)) for s in solvers]
+    print(f"{prob.name:<10}{prob.spec['difficulty']:<9}"
+          + "".join(f"{c:>{_width(s)}}" for c, s in zip(cells, solvers, strict=True)), flush=True)
+
+
+def print_summary(results, solvers):
+    """Solved counts, evaluations and time per solver; fastfactor's phases."""
+    rows = {"solved": lambda w: f"{w['solved'][0]} / {w['solved'][1]}",
+            "median nfev": lambda w: f"{w['median_nfev']:,.0f}",
+            "total nfev": lambda w: f"{w['nfev']:,}",
+            "time": lambda w: f"{w['seconds']:.1f} s"}
+    for label, fmt in rows.items():
+        print(f"{label:<19}" + "".join(f"{fmt(work(results, s)):>{_width(s)}}" for s in solvers))
+    if "fastfactor" in solvers:
+        for line in _phase_lines(phase_summary(results)):
+            print(line.replace("``", ""))
 
 
 def plot_results(problems, results, solvers, path):
@@ -347,7 +467,7 @@ def plot_results(problems, results, solvers, path):
         print("matplotlib is not installed: no plot")
         return None
     by = {(r["problem"], r["start"], r["solver"]): r for r in results}
-    fig, ax = plt.subplots(figsize=(10.5, 4.2))
+    fig, ax = plt.subplots(figsize=(11, 4.4))
     xs = np.arange(len(problems))
     markers = {1: "o", 2: "s"}
     width = 0.8 / len(solvers)
@@ -380,24 +500,31 @@ def plot_results(problems, results, solvers, path):
     return path
 
 
-def main(size="small", plot=True, out_dir=HERE):
+def main(size="small", plot=True, out_dir="."):
     """Fit the problems from both starts with each solver; print and write the table.
 
     ``size="small"``: five lower-difficulty problems; ``"full"``: all 27. Writes
-    ``nist_results.inc`` (reStructuredText) and, with ``plot``, ``nist.png`` into
-    ``out_dir``. Returns the list of per-fit result dicts.
+    ``nist_results.inc`` (reStructuredText: the table), ``nist_summary.inc`` (its
+    summary, for the least-squares page) and, with ``plot``, ``nist.png`` into
+    ``out_dir`` (default: the current directory). Returns the list of per-fit result
+    dicts.
     """
     problems = load_problems(SMALL if size == "small" else None)
     solvers = list(SOLVERS)
+    warm_up(problems[0])
     results = []
+    print_header(solvers)
     for prob in problems:
         for start in (1, 2):
             for solver in solvers:
                 results.append(run_one(prob, start, solver))
-    print_table(problems, results, solvers)
+        print_row(prob, results, solvers)
+    print_summary(results, solvers)
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "nist_results.inc"), "w", encoding="utf-8") as f:
         f.write(results_rst(problems, results, solvers))
+    with open(os.path.join(out_dir, "nist_summary.inc"), "w", encoding="utf-8") as f:
+        f.write(short_rst(problems, results, solvers))
     if plot:
         plot_results(problems, results, solvers, os.path.join(out_dir, "nist.png"))
     return results
@@ -407,6 +534,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=["small", "full"], default="full")
     parser.add_argument("--no-plot", action="store_true", help="do not draw the plot")
-    parser.add_argument("--out-dir", default=HERE, help="where the table and plot go")
+    parser.add_argument("--out-dir", default=".",
+                        help="where the table and plot go (default: the current directory)")
     a = parser.parse_args()
     main(a.size, plot=not a.no_plot, out_dir=a.out_dir)

@@ -1,38 +1,50 @@
-"""``fastfactor.least_squares``: nonlinear least squares ``min ½‖r(x)‖²`` with Adafactor.
+"""``fastfactor.least_squares`` and ``fastfactor.curve_fit``: nonlinear least squares.
 
-A front end of the shared driver (``fastfactor._driver``), beside ``minimize``: the
-objective it drives is ``½‖r(x)‖²`` with gradient ``Jᵀr`` (``J`` is only ever applied
-transposed to a vector, so a sparse matrix or a ``LinearOperator`` works and ``JᵀJ`` is
-never formed). The problem is solved in the scaled variables ``x / x_scale``; the
-convergence tests (``gtol``, ``xtol``) run in the driver's stop hook, and the result
-carries SciPy's least-squares fields. The defaults were measured on linear, exponential,
-Arrhenius and NIST StRD problems: see ``docs/least_squares.rst``. The scales, residuals
-and Jacobians live in ``_residuals``, the evaluation, tests and result in ``_run``.
+A front end of the shared driver (``fastfactor._driver``), beside ``minimize``, called
+as :func:`scipy.optimize.least_squares` is. Two phases: Adafactor on the loss's cost
+``½ C² Σ ρ(r²/C²)`` with gradient ``Jᵀ(ρ'·r)`` (``J`` is only applied transposed to a
+vector, so a sparse matrix or a ``LinearOperator`` works), in the scaled variables
+``x / x_scale``; then SciPy's trust-region ``trf`` from its result, which certifies the
+digits (and, when the Adafactor phase did not converge, ``trf`` from x0 as well: the
+lowest cost wins). The measurements behind the defaults are in
+``docs/least_squares.rst``. The modules: ``_residuals`` (problem, scales, Jacobians),
+``_loss``, ``_run`` (the Adafactor phase), ``_finish`` (the trust-region phase),
+``_progress``, ``_curve_fit``.
 """
 
 import math
+import numbers
 
 import numpy as np
+from scipy.optimize import OptimizeResult
+from scipy.sparse.linalg import LinearOperator
 
 from .. import _driver
 from .._blocks import Layout
 from .._callbacks import as_callback
 from .._hyper import make_hyper
 from .._inputs import as_x0, parse_pair_bounds
+from .._interrupts import INTERRUPTED, conclude, status_message
 from .._options import (
+    as_options,
     cpu_only,
     flag,
     nonneg_int,
     nonneg_real,
+    optional,
     options_keywords,
     parse_options,
     parse_shapes,
+    positive_real,
 )
 from .._stepper import Adafactor
-from ._residuals import _Residuals, _x_scale
-from ._run import _Run
+from ._curve_fit import curve_fit
+from ._finish import finish
+from ._loss import Loss
+from ._residuals import BudgetSpent, _Residuals, _x_scale
+from ._run import LSQ_MESSAGES, Point, _Run, active_mask
 
-__all__ = ["least_squares"]
+__all__ = ["curve_fit", "least_squares"]
 
 
 def relative_step(t):
@@ -42,78 +54,200 @@ def relative_step(t):
 
 #: Hyper-parameters that differ from Adafactor's own defaults (see the module docs).
 DEFAULT_HYPER = {"lr": relative_step, "beta1": 0.95, "eps2": 0.1}
-#: Solver options of least_squares: ``(default, validator)``.
+#: Adafactor iterations by default: before the finish, and without it.
+MAXITER = {True: 1000, False: 20000}
+#: The options of least_squares (its other settings are SciPy's keywords).
 SOLVER_OPTIONS = {
-    "maxiter": (20000, nonneg_int),
-    "gtol": (1e-8, nonneg_real),
-    "xtol": (1e-10, nonneg_real),
-    "x_scale": (None, None),
-    "disp": (False, flag),
+    "maxiter": (None, optional(nonneg_int)),
+    "finish": (True, flag),
+    "trf_from_x0": (True, flag),
+    "handover_window": (20, nonneg_int),
+    "handover_rtol": (0.1, nonneg_real),
     "shapes": (None, None),
     "device": ("cpu", cpu_only("least_squares")),
 }
+#: Settings that are keywords of least_squares (SciPy's form), not options.
+KEYWORDS = ("method", "ftol", "xtol", "gtol", "x_scale", "loss", "f_scale", "diff_step",
+            "tr_solver", "tr_options", "jac_sparsity", "max_nfev", "verbose")
+#: Other names of those keywords, met in options: the call to show.
+RENAMED = {"disp": "verbose=1", "maxfev": "max_nfev=...", "max_fev": "max_nfev=...",
+           "maxfun": "max_nfev=..."}
+#: SciPy's methods: what to use instead.
+SCIPY_METHODS = ("trf", "dogbox", "lm")
+PHASE_TEXT = {"adafactor": "the Adafactor phase", "trf": "the trf finish",
+              "trf from x0": "trf from x0"}
+
+
+def _check_keywords(method, ftol, xtol, gtol, f_scale, diff_step, tr_solver, tr_options,
+                    max_nfev, verbose, kwargs, options):
+    """Refuse bad keyword values before any evaluation, naming the value and the fix."""
+    if method in SCIPY_METHODS:
+        raise ValueError(
+            f"method={method!r} is one of scipy.optimize.least_squares's own methods; "
+            "fastfactor.least_squares has method='adafactor' (Adafactor, then a 'trf' "
+            "finish by SciPy: options={'finish': False} turns it off). For SciPy's "
+            f"{method!r} alone, call scipy.optimize.least_squares")
+    if method != "adafactor":
+        raise ValueError(f"method must be 'adafactor', got {method!r}")
+    tols = [0.0 if v is None else nonneg_real(name, v)
+            for name, v in (("ftol", ftol), ("xtol", xtol), ("gtol", gtol))]
+    if all(v < np.finfo(float).eps for v in tols):  # SciPy's rule: one test must be able to end
+        raise ValueError("At least one of the tolerances must be higher than machine epsilon "
+                         f"({np.finfo(float).eps:.1e}): ftol={ftol}, xtol={xtol}, gtol={gtol}")
+    positive_real("f_scale", f_scale)
+    if tr_solver not in (None, "exact", "lsmr"):
+        raise ValueError(f"tr_solver must be None, 'exact' or 'lsmr', got {tr_solver!r}")
+    if tr_options is not None and not isinstance(tr_options, dict):
+        raise TypeError(f"tr_options must be a dict, got {type(tr_options).__name__}")
+    if max_nfev is not None and (isinstance(max_nfev, bool) or not isinstance(
+            max_nfev, numbers.Integral) or max_nfev < 1):
+        raise ValueError(f"max_nfev must be None or an integer >= 1, got {max_nfev!r}")
+    if verbose not in (0, 1, 2):  # True and False are 1 and 0, as in SciPy
+        raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise TypeError(f"kwargs must be a dict of keyword arguments of fun and jac, got "
+                        f"{type(kwargs).__name__}")
+    if diff_step is not None:
+        steps = np.asarray(diff_step, dtype=float)
+        if not (np.all(np.isfinite(steps)) and np.all(steps > 0)):
+            raise ValueError(f"diff_step must be None or positive numbers, got {diff_step!r}")
+    moved = [k for k in KEYWORDS + tuple(RENAMED) if k in options]
+    if moved:
+        name = moved[0]
+        fix = RENAMED.get(name, f"{name}=...")
+        raise TypeError(f"{name!r} is a keyword argument of fastfactor.least_squares, as in "
+                        f"SciPy, not an option: call least_squares(fun, x0, ..., {fix})")
 
 
 @options_keywords(SOLVER_OPTIONS)
-def least_squares(fun, x0, jac=None, args=(), bounds=None, options=None, callback=None):
-    """Solve a nonlinear least-squares problem ``min ½‖r(x)‖²`` with Adafactor.
+def least_squares(fun, x0, jac="2-point", bounds=(-np.inf, np.inf), method="adafactor",
+                  ftol=1e-10, xtol=1e-10, gtol=1e-10, x_scale=None, loss="linear",
+                  f_scale=1.0, diff_step=None, tr_solver=None, tr_options=None,
+                  jac_sparsity=None, max_nfev=None, verbose=0, args=(), kwargs=None,
+                  callback=None, workers=None, options=None):
+    """Solve a nonlinear least-squares problem with bounds: Adafactor, then SciPy's trf.
 
-    Follows :func:`scipy.optimize.least_squares` where a first-order method can:
-    the same ``fun``/``jac``/``bounds`` conventions and result fields. Underneath,
-    :func:`fastfactor.minimize` minimises ``½‖r(x)‖²`` with the gradient ``Jᵀr``;
-    ``JᵀJ`` is never formed. Prefer SciPy's solver for small, dense, ill-conditioned
-    problems; this one is for residuals of many unknowns, matrix-shaped unknowns
-    (factored second moment) and Jacobians available only as products.
+    Minimizes ``F(x) = 0.5 * C**2 * sum(rho((f_i(x) / C)**2))`` subject to ``lb <= x <=
+    ub``, with the arguments, positional order, meanings and result fields of
+    :func:`scipy.optimize.least_squares`. Two phases: Adafactor (first-order, the
+    factored second moment for matrix-shaped x) from x0; then, by default, SciPy's
+    trust-region reflective solver (``method='trf'``) from Adafactor's result with the
+    same bounds, loss, scaling and Jacobian, which certifies the digits. When the
+    Adafactor phase did not converge, ``trf`` also runs from x0, and the lowest cost
+    wins. Adafactor reaches basins from far starts that the trust region alone misses;
+    the trust region converges in a few steps where Adafactor needs thousands.
 
     Parameters
     ----------
     fun : callable
-        ``fun(x, *args) -> r``, the residuals. ``x`` has x0's shape; ``r`` is an
-        array of real numbers of any shape, taken flat (C order), ``m`` elements.
+        ``fun(x, *args, **kwargs) -> f``, the residuals. ``x`` has x0's shape and
+        dtype; ``f`` is an array of real numbers of any shape, taken flat (C order),
+        ``m`` elements.
     x0 : array_like
         Starting point, of any shape (a matrix ``x0`` is one factored block, e.g. the
         stacked factors ``[U; V]`` of a low-rank fit). Integers become float64,
         float32 stays float32. Not modified.
-    jac : callable, {"2-point", "3-point", "cs"} or None, optional
-        ``jac(x, *args) -> J``, the ``m × n`` Jacobian (``n = x0.size``, columns in
-        x0's C order) as a dense array (``(m, n)`` or ``(m,) + x0.shape``), a
-        ``scipy.sparse`` matrix or a :class:`scipy.sparse.linalg.LinearOperator`
-        (only ``J.T @ r`` is used). None (default) or a method name: finite
-        differences of ``fun``, one column per element of x (``2n`` calls for
-        "3-point"), with steps that stay inside the bounds; "cs" (complex step)
-        needs a ``fun`` that accepts complex ``x``.
-    args : tuple, optional
-        Extra arguments of ``fun`` and ``jac``.
+    jac : {"2-point", "3-point", "cs"} or callable, optional
+        ``jac(x, *args, **kwargs) -> J``, the ``m × n`` Jacobian (``n = x0.size``,
+        columns in x0's C order) as a dense array (``(m, n)`` or ``(m,) + x0.shape``),
+        a ``scipy.sparse`` matrix or a :class:`scipy.sparse.linalg.LinearOperator`
+        (the Adafactor phase uses only ``J.T @ r``; the finish then needs
+        ``tr_solver='lsmr'``). A method name (default "2-point"; None is taken as
+        "2-point"): finite differences of ``fun``, with steps that stay inside the
+        bounds; "cs" (complex step) needs a ``fun`` that accepts complex ``x``.
     bounds : 2-tuple of array_like or scipy.optimize.Bounds, optional
-        ``(lb, ub)`` as in :func:`scipy.optimize.least_squares`: scalars or arrays
-        broadcast to x0's shape, ``±np.inf`` for no bound. x0 is clipped into the box
-        and every iterate is projected onto it.
-    options : dict, optional
-        Solver options and hyper-parameters; see the Options section.
+        ``(lb, ub)``: scalars or arrays broadcast to x0's shape, ``±np.inf`` for no
+        bound; ``lb == ub`` fixes a variable. x0 is clipped into the box and every
+        iterate stays in it. Default: no bounds.
+    method : {"adafactor"}, optional
+        The one method (SciPy's "trf", "dogbox" and "lm" get a ``ValueError`` saying
+        what to use).
+    ftol, xtol, gtol : float or None, optional
+        SciPy's tolerances (default 1e-10 each, tighter than SciPy's 1e-8: see
+        Notes). The finish stops, as SciPy's ``trf``, when the cost's reduction is below
+        ``ftol * F`` (ftol), a step is below ``xtol * (xtol + ||x||)`` (xtol), or the
+        gradient's max-norm is below ``gtol`` (gtol). The Adafactor phase uses the
+        gtol test (with the plateau check of Notes) and the xtol test in the scaled
+        variables; None (or 0) disables a test, as in SciPy, but one must stay above
+        machine epsilon.
+    x_scale : array_like or "jac", optional
+        The characteristic scale of each variable (SciPy's meaning: the problem is
+        solved in ``x / x_scale``). Default (None): in the Adafactor phase ``|x0|``
+        (1 where ``x0`` is 0) for a 1-D x0, so that each parameter's step is relative
+        to its starting magnitude, 1 for a matrix x0; in the finish SciPy's "jac". "jac":
+        the inverse column norms of the Jacobian, at x0 for the Adafactor phase,
+        updated by SciPy in the finish. An operator Jacobian has no cheap column norms:
+        there the finish uses the Adafactor phase's scale.
+    loss : {"linear", "soft_l1", "huber", "cauchy", "arctan"} or callable, optional
+        SciPy's robust losses ``rho(z)`` of the squared scaled residuals ``z = (f /
+        f_scale)**2``, or a callable ``rho(z) -> (3, m)`` array of ``rho``, ``rho'``,
+        ``rho''``. Default "linear" (plain least squares).
+    f_scale : float, optional
+        The soft margin between inlier and outlier residuals, in the units of ``f``
+        (default 1.0).
+    diff_step : float or array_like, optional
+        The relative finite-difference step, ``h = diff_step * max(1, |x|)``. Default:
+        ``eps**(1/2)`` ("2-point", "cs") or ``eps**(1/3)`` ("3-point").
+    tr_solver : {None, "exact", "lsmr"}, optional
+        The finish's trust-region subproblem solver (SciPy's; None chooses "exact"
+        for dense and "lsmr" for sparse or operator Jacobians).
+    tr_options : dict, optional
+        Keyword options of the finish's ``lsmr`` (SciPy's ``tr_options``).
+    jac_sparsity : array_like or sparse matrix, optional
+        The ``(m, n)`` sparsity structure of the Jacobian for finite differences:
+        columns with disjoint rows are differenced together (SciPy's grouping), and the
+        Jacobian is sparse.
+    max_nfev : int, optional
+        The most evaluations of ``fun`` in the whole run (both phases, finite
+        differences included); the Adafactor phase may use half of them, the finish
+        the rest. Default: no limit beyond the phases' own (``maxiter`` and SciPy's
+        ``100 * n`` for each ``trf`` run).
+    verbose : {0, 1, 2}, optional
+        0 silent (default); 1 a summary at the end; 2 also progress during the
+        Adafactor phase (a tqdm bar where tqdm is installed, else a line a second)
+        and SciPy's iteration lines in the finish.
+    args : tuple, optional
+        Extra positional arguments of ``fun`` and ``jac``.
+    kwargs : dict, optional
+        Extra keyword arguments of ``fun`` and ``jac``.
     callback : callable, optional
         ``callback(intermediate_result)`` (an ``OptimizeResult`` with ``x``, ``cost``,
-        ``fun``, ``nit`` and ``nfev``) or ``callback(xk)``, after every iteration.
-        Raising ``StopIteration`` ends the run (status 99).
+        ``fun``, ``nit`` and ``nfev``) or ``callback(xk)``, after every iteration of
+        either phase. Raising ``StopIteration`` ends the run (status -2).
+    workers : None, optional
+        Only None: ``fun`` is evaluated serially (SciPy's ``workers`` maps finite
+        differences in parallel).
+    options : dict, optional
+        The Adafactor phase's options and hyper-parameters; see the Options section.
 
     Returns
     -------
     res : scipy.optimize.OptimizeResult
-        ``x`` (x0's shape); ``cost`` = ``0.5 * ||fun||²``; ``fun``, the residuals at
-        ``x`` (flat, ``m``); ``jac``, the Jacobian at ``x`` in the form ``jac`` returns
-        it (dense ``(m, n)`` for finite differences); ``grad`` = ``jac.T @ fun``, in
-        x0's shape; ``optimality``, the first-order optimality measure compared with
-        ``gtol`` (``max|grad|``, or the projected gradient ``max|clip(x - grad, lb,
-        ub) - x|`` with bounds); ``active_mask`` (x0's shape: -1 at a lower bound,
-        +1 at an upper bound, 0 free); ``nfev`` (calls of ``fun``, finite differences
-        included); ``njev`` (Jacobians evaluated, by ``jac`` or by differences);
-        ``nit`` (updates); ``status`` and ``message``: 0 ``gtol`` met, 3 ``xtol``
-        met (both ``success``), 1 ``maxiter`` reached, 2 a NaN or inf met, 98
-        interrupted, 99 callback stop. On success ``x`` is the iterate that passed
-        the test; after an interrupt, the last iterate reached; otherwise the
-        lowest-cost iterate visited.
+        SciPy's fields: ``x`` (x0's shape and dtype); ``cost`` (the loss's value ``F``
+        at ``x``); ``fun``, the residuals at ``x`` (flat, ``m``, float64); ``jac``, the
+        Jacobian at ``x`` in the form ``jac`` gives it (dense ``(m, n)`` for finite
+        differences, sparse with ``jac_sparsity``; under a robust loss SciPy's modified
+        Jacobian, whose ``JᵀJ`` approximates the cost's Hessian); ``grad`` = ``jac.T @ (rho' *
+        fun)``, in x0's shape; ``optimality`` (``max|grad|``, or with bounds the
+        projected gradient ``max|clip(x - grad, lb, ub) - x|``); ``active_mask`` (x0's
+        shape: -1 at a lower bound, +1 at an upper bound, 0 free); ``nfev`` (calls of
+        ``fun`` in all phases, finite differences included, unlike SciPy's ``trf``);
+        ``njev`` (Jacobians evaluated); ``status``: SciPy's 1 (gtol), 2 (ftol), 3
+        (xtol), 4 (ftol and xtol), 0 (``max_nfev`` or ``maxiter`` reached), -2
+        (callback stop), and -3 (a NaN or inf met, finish off), -4 (a plateau, see
+        Notes), 98 (interrupted); ``success`` (status 1 to 4); ``message``, naming the
+        phase that produced ``x``. fastfactor's fields: ``nit`` (Adafactor
+        iterations), ``phase`` ("adafactor", "trf" or "trf from x0": where ``x`` comes
+        from) and ``phases`` (a dict: an ``OptimizeResult`` per phase run, with its
+        ``cost``, ``status``, ``nit``, ``nfev`` and ``njev``).
 
     Raises
     ------
+    ValueError
+        Bad arguments (naming the value), residuals not finite at x0 (as SciPy), a
+        Jacobian of the wrong shape.
+    TypeError
+        A non-callable ``fun``, a SciPy keyword given in ``options``.
     Exception
         An exception raised by ``fun``, ``jac`` or ``callback`` after the first
         evaluation propagates with the run's result (status 98, at the last iterate
@@ -123,40 +257,46 @@ def least_squares(fun, x0, jac=None, args=(), bounds=None, options=None, callbac
     Options
     -------
     maxiter : int
-        Maximum number of updates (default 20000).
-    gtol : float
-        Stop (status 0) when ``optimality <= gtol``; absolute, as SciPy's. Default 1e-8.
-    xtol : float
-        Stop (status 3) when an update is small: ``||dz|| <= xtol * (xtol + ||z||)``
-        in the scaled variables ``z = x / x_scale``. Default 1e-10 (SciPy's 1e-8 is
-        for quadratically convergent steps; a first-order step underestimates the
-        distance to the solution).
-    x_scale : array_like or "jac", optional
-        The characteristic scale of each variable: the problem is solved in
-        ``z = x / x_scale``. Default: ``|x0|`` (1 where ``x0`` is 0) for a 1-D x0,
-        so that each parameter's step is relative to its starting magnitude; 1 for a
-        matrix x0, whose entries share one scale. "jac": the inverse column norms of
-        the Jacobian at x0 (fixed, not updated as in SciPy; an operator Jacobian is
-        applied once to the ``n`` unit vectors).
-    disp : bool
-        Print SciPy's two summary lines at the end (default False).
+        Adafactor iterations (default 1000 with the finish, 20000 without; 0 skips
+        the Adafactor phase).
+    finish : bool
+        Run SciPy's ``trf`` from the Adafactor result (default True).
+    trf_from_x0 : bool
+        When the Adafactor phase did not converge, or the finish ended on a plateau,
+        run ``trf`` from x0 as well and keep the lower cost (default True).
+    handover_window, handover_rtol : int, float
+        With the finish, the Adafactor phase hands over (phase status 0) when its lowest
+        cost fell by at most ``handover_rtol`` of itself over the last
+        ``handover_window`` iterations: in its slow first-order tail, where the trust
+        region converges in a few steps (defaults 20 and 0.1; a window of 0 turns this
+        off). Measured on the NIST and far-start problems of the docs: the same
+        problems solved as running the phase to ``maxiter``, with 4 to 7 times fewer
+        evaluations.
     shapes
         As in :func:`fastfactor.minimize`: blocks partitioning the flat x (in C order).
     lr, eps1, eps2, clip_threshold, decay_rate, beta1, weight_decay, scale_parameter, warmup_init, min_dim_size_to_factor
-        The hyper-parameters of :class:`fastfactor.Adafactor`, acting on ``z``.
-        Defaults here: ``lr = 0.1 / sqrt(t)``, ``beta1 = 0.95``, ``eps2 = 0.1``;
-        the others are Adafactor's.
+        The hyper-parameters of :class:`fastfactor.Adafactor`, acting on ``x /
+        x_scale``. Defaults here: ``lr = 0.1 / sqrt(t)``, ``beta1 = 0.95``,
+        ``eps2 = 0.1``; the others are Adafactor's.
 
     See Also
     --------
-    scipy.optimize.least_squares : trust-region solvers, faster on small dense problems.
-    fastfactor.minimize : the minimizer underneath.
+    scipy.optimize.least_squares : the trust-region solvers, used for the finish.
+    fastfactor.curve_fit : model fitting with parameter covariances.
+    fastfactor.minimize : the minimizer underneath the Adafactor phase.
 
     Notes
     -----
-    The defaults converge on the examples of ``docs/least_squares.rst`` without
-    tuning (median 1,500 iterations on the NIST StRD suite); problems whose scaled Jacobian is
-    badly conditioned (several NIST "higher difficulty" problems) need far more.
+    The defaults solve all 54 NIST StRD nonlinear regression runs (27 problems, two
+    starts) to four significant digits, where SciPy's ``trf`` alone solves 48 (see
+    ``docs/least_squares.rst``); the tighter default tolerances are part of that.
+    A gradient below ``gtol`` is accepted as convergence only where the residuals are
+    also orthogonal to the Jacobian's columns, ``|J_jᵀr| / (‖J_j‖ ‖r‖) <= 1e-5``
+    (MINPACK's scale-free gtol measure; variables at a bound and residuals below
+    ``sqrt(eps)`` of those at x0 are not tested): on a plateau, where the model barely
+    depends on its parameters (a peak moved off the data), the gradient is tiny too;
+    that is status -4, not success.
+    The differences from SciPy that remain are listed in ``docs/least_squares.rst``.
 
     Examples
     --------
@@ -173,35 +313,179 @@ def least_squares(fun, x0, jac=None, args=(), bounds=None, options=None, callbac
     ...     return np.column_stack([e, -p[0] * t * e, np.ones_like(t)])
     >>> res = least_squares(resid, [1.0, 1.0, 1.0], jac=jac)
     >>> ref = so.least_squares(resid, [1.0, 1.0, 1.0], jac=jac)
-    >>> res.success, bool(np.allclose(res.x, ref.x, rtol=1e-6))
-    (True, True)
-    >>> bool(np.isclose(res.cost, 0.5 * np.sum(res.fun ** 2)))
+    >>> res.success, res.phase, bool(np.allclose(res.x, ref.x, rtol=1e-6))
+    (True, 'trf', True)
+
+    With outliers, a robust loss (``f_scale`` in the units of ``y``) stays nearer the
+    truth ``(3, 1.3, 0.5)`` than plain least squares, at SciPy's robust solution:
+
+    >>> y[::7] += 2.0
+    >>> res = least_squares(resid, [1.0, 1.0, 1.0], jac=jac, loss="soft_l1", f_scale=0.1)
+    >>> plain = least_squares(resid, [1.0, 1.0, 1.0], jac=jac)
+    >>> np.round(res.x, 2), np.round(plain.x, 2)
+    (array([3.12, 1.4 , 0.54]), array([3.86, 2.33, 0.97]))
+    >>> tight = dict(ftol=1e-12, xtol=1e-12, gtol=1e-12)
+    >>> ref = so.least_squares(resid, [1.0, 1.0, 1.0], jac=jac, loss="soft_l1", f_scale=0.1,
+    ...                        **tight)
+    >>> bool(np.allclose(res.x, ref.x, rtol=1e-6))
     True
     """  # noqa: E501 -- numpydoc needs the hyper-parameter names on one line (test_hyper_lists)
+    options = as_options(options)
+    _check_keywords(method, ftol, xtol, gtol, f_scale, diff_step, tr_solver, tr_options,
+                    max_nfev, verbose, kwargs, options)
+    if workers is not None:
+        raise ValueError("workers is not supported: fastfactor.least_squares evaluates "
+                         "fun serially (pass workers=None)")
+    verbose = int(verbose)
+    tolerances = dict(ftol=ftol, xtol=xtol, gtol=gtol)  # None: that test off, as in SciPy
     solver, hyper = parse_options(options, SOLVER_OPTIONS)
     hyper = dict(DEFAULT_HYPER, **hyper)
     make_hyper(hyper, "options")
+    loss_fn = Loss(loss, f_scale)
     x = as_x0(x0)
     if not callable(fun):
         raise TypeError(f"fun must be callable (x, *args) -> residuals, got {fun!r}")
     if not isinstance(args, tuple):
         args = (args,)
     box = parse_pair_bounds(bounds, x)
+    if box is not None and (np.any(box[0] == np.inf) or np.any(box[1] == -np.inf)):
+        raise ValueError("bounds cannot be met: a lower bound is +inf or an upper bound "
+                         "-inf; use -np.inf and np.inf for no bound")
     lb, ub = (None, None) if box is None else (b.reshape(x.shape) for b in box)
     if lb is not None:
         np.clip(x, lb, ub, out=x)
     layout = Layout(parse_shapes(solver["shapes"], x.shape))
     cb = as_callback(callback)
-    problem = _Residuals(fun, jac, args, x.shape, lb, ub)
-    r0, J0, cost0 = problem.evaluate(x)
-    scale = _x_scale(solver["x_scale"], x, J0)
-    run = _Run(problem, scale, lb, ub, solver, cb)
+    steps = None if diff_step is None else np.asarray(diff_step, dtype=float).reshape(-1)
+    problem = _Residuals(fun, "2-point" if jac is None else jac, args, kwargs or {}, x.shape,
+                         lb, ub, loss_fn, steps, jac_sparsity, max_nfev)
+    try:
+        first = problem.evaluate(x)
+    except BudgetSpent as spent:  # max_nfev below what x0's Jacobian takes
+        first = (spent.args[0], None, spent.args[1], spent.args[2])
+    if not math.isfinite(first[2]):
+        raise ValueError("Residuals are not finite in the initial point.")
+    if tr_solver == "exact" and first[1] is not None and not isinstance(first[1], np.ndarray):
+        raise ValueError(f"tr_solver='exact' needs a dense Jacobian; jac gives a "
+                         f"{type(first[1]).__name__}: use tr_solver='lsmr' (or None)")
+    scale = _x_scale(x_scale, x, first[1])
+    maxiter = MAXITER[solver["finish"]] if solver["maxiter"] is None else solver["maxiter"]
+    handover = (solver["handover_window"], solver["handover_rtol"]) if solver["finish"] else (
+        0, 0.0)
+    run = _Run(problem, scale, lb, ub, gtol or 0.0, xtol or 0.0, cb, verbose, maxiter,
+               handover)
+    at_x0 = run.start(x, first)
+    if first[1] is None:  # the budget is spent: the result at x0, without a Jacobian
+        point = run.outcome()._replace(status=0)
+        return _result(point, "adafactor", {"adafactor": _Counts(problem).phase(point)},
+                       problem, lb, ub, run, verbose, loss_fn)
+    x0_point = Point(x, first[0], first[1], run.first[3], first[2], 0, 0)
+    counts = _Counts(problem)
+    if at_x0 is not None or maxiter == 0:
+        point = run.outcome()
+        if at_x0 is None:
+            point = point._replace(status=0)
+    else:
+        if max_nfev is not None and solver["finish"]:  # keep half for the finish
+            problem.max_nfev = min(max(max_nfev // 2, problem.nfev), max_nfev)
+        point = _adafactor_phase(run, x, scale, box, layout, hyper, maxiter)
+        problem.max_nfev = max_nfev
+    phases = {"adafactor": counts.phase(point)}
+    best, best_name = point, "adafactor"
+    if solver["finish"] and point.error is None and point.status != -2 and not _spent(problem):
+        settings = _finish_settings(tolerances, x_scale, scale, first[1], loss, f_scale,
+                                    tr_solver, tr_options, verbose)
+        best, best_name = _trust_region_phases(
+            problem, point, x0_point, lb, ub, settings, cb, run.negligible, counts, phases,
+            solver["trf_from_x0"])
+    return _result(best, best_name, phases, problem, lb, ub, run, verbose, loss_fn)
+
+
+def _adafactor_phase(run, x, scale, box, layout, hyper, maxiter):
+    """Adafactor on the driver from x, in the scaled variables: the phase's Point."""
     z0 = (x / scale).astype(x.dtype).reshape(-1)
-    status = run.start(z0, x, r0, J0, cost0)
-    if status is not None:
-        return run.result(status, 0)
     zbox = None if box is None else (box[0] / run.scale, box[1] / run.scale)
     opt = Adafactor(layout.shapes, **hyper)
-    out = _driver.drive(opt, layout.views, z0, run.evaluate, zbox, None, solver["maxiter"],
+    out = _driver.drive(opt, layout.views, z0, run.evaluate, zbox, None, maxiter,
                         stop=run.stop)
-    return run.result(out.status, out.nit, out)
+    return run.outcome(out)
+
+
+def _trust_region_phases(problem, point, x0_point, lb, ub, settings, cb, negligible, counts,
+                         phases, from_x0):
+    """SciPy's trf from the Adafactor phase's ``point`` and, when that phase did not
+    converge or the finish ended on a plateau, from x0: the best ``(Point, phase)``."""
+    best, best_name = point, "adafactor"
+    done, _ = finish(problem, point if point.J is not None else x0_point, lb, ub, settings,
+                     cb, point.nit, negligible)
+    phases["trf"] = counts.phase(done)
+    if done.error is not None or done.status == -2 or done.cost <= best.cost:
+        best, best_name = done, "trf"
+    again = point.status not in (1, 3) or done.status not in (1, 2, 3, 4)
+    if not (from_x0 and again and point.nit > 0 and best.error is None
+            and best.status != -2 and not _spent(problem)):
+        return best, best_name
+    other, _ = finish(problem, x0_point, lb, ub, settings, cb, point.nit + done.nit,
+                      negligible)
+    phases["trf from x0"] = counts.phase(other)
+    if other.error is not None or other.cost < best.cost:
+        return other, "trf from x0"
+    if other.status == -2:  # stopped by the callback: still the lowest cost
+        best = best._replace(status=-2)
+    return best, best_name
+
+
+def _spent(problem):
+    return problem.max_nfev is not None and problem.nfev >= problem.max_nfev
+
+
+class _Counts:
+    """Each phase's evaluations, as the difference of the problem's counts."""
+
+    def __init__(self, problem):
+        self.p, self.nfev, self.njev = problem, 0, 0
+
+    def phase(self, point):
+        res = OptimizeResult(cost=point.cost, status=point.status, nit=point.nit,
+                             nfev=self.p.nfev - self.nfev, njev=self.p.njev - self.njev)
+        self.nfev, self.njev = self.p.nfev, self.p.njev
+        return res
+
+
+def _finish_settings(tolerances, x_scale, scale, J0, loss, f_scale, tr_solver, tr_options,
+                     verbose):
+    """The keywords of SciPy's least_squares for the finish."""
+    operator = isinstance(J0, LinearOperator)
+    if operator or not (x_scale is None or isinstance(x_scale, str)):
+        spec = np.asarray(scale, dtype=float).reshape(-1)  # the phase's (the user's) scale
+    else:
+        spec = "jac"
+    return dict(**tolerances, x_scale=spec, loss=loss, f_scale=f_scale,
+                tr_solver=tr_solver, tr_options=tr_options or {},
+                verbose=2 if verbose >= 2 else 0)
+
+
+def _result(point, phase, phases, problem, lb, ub, run, verbose, loss):
+    """The run's OptimizeResult at ``point`` (a :class:`Point` of ``phase``)."""
+    x, r, J, g = point.x, point.r, point.J, point.g
+    finite = g is not None and np.all(np.isfinite(g))
+    if g is None:
+        g = np.full(x.shape, np.nan)
+    active = active_mask(x, lb, ub)
+    status = point.status
+    message = status_message(LSQ_MESSAGES, status, point.error)
+    if status != INTERRUPTED:
+        nit = phases["adafactor"].nit
+        message += (f" x is from {PHASE_TEXT[phase]}"
+                    + (f" (after {nit} Adafactor iterations)." if phase == "trf" else "."))
+    res = OptimizeResult(
+        x=x.copy(), cost=point.cost, fun=r.copy(), jac=loss.modified_jacobian(J, r), grad=g,
+        optimality=run.optimality(x, g) if finite else math.nan,
+        active_mask=active, nfev=problem.nfev, njev=problem.njev,
+        nit=phases["adafactor"].nit, status=status, success=status in (1, 2, 3, 4),
+        message=message, phase=phase, phases=phases)
+    if verbose >= 1 and not isinstance(point.error, Exception):
+        print(res.message)
+        print(f"Function evaluations {res.nfev}, initial cost {run.initial_cost:.4e}, "
+              f"final cost {res.cost:.4e}, first-order optimality {res.optimality:.2e}.")
+    return conclude(res, point.error, "fastfactor.least_squares")
