@@ -232,7 +232,7 @@ def _factored_stats(x, g, r, c, rn, cn, s, nchunks):
                 klo, khi = _chunk(k, nchunks, rows)
                 if klo // n != b:
                     break
-                acc += colpart[k, 0]
+                _add_into(acc, colpart[k, 0])
             shared += _finish_columns(acc, c[b], cn[b], rn[b], beta2, keep, eps1)
             done = b
     return _total(sums[:, 0]), _total(sums[:, 1]), _total(sums[:, 2]) + shared
@@ -284,6 +284,25 @@ def _largest(a):
     return out
 
 
+# Elementwise loops, not ``a += b`` / ``a[:] = b``: Numba's whole-array forms check
+# shapes at run time with an error path that formats strings, about 4 s of compilation
+# in a cold first solve (the host gives these kernels matching shapes).
+@jit
+def _add_into(acc, part):
+    """``acc += part`` for two 2-D arrays of one shape."""
+    for a in range(acc.shape[0]):
+        for j in range(acc.shape[1]):
+            acc[a, j] += part[a, j]
+
+
+@jit
+def _copy_into(dst, src):
+    """``dst[:] = src`` for two 2-D arrays of one shape (cast to dst's dtype)."""
+    for a in range(dst.shape[0]):
+        for j in range(dst.shape[1]):
+            dst[a, j] = src[a, j]
+
+
 @jit
 def _mean(a):
     """Mean of the 1-D ``a`` in float64, summed in order."""
@@ -299,8 +318,8 @@ def _factored_apply(x, out, g, r, c, rn, cn, mom, usum, xsum, s, inplace, nchunk
     nb, n, m = g.shape
     rows = nb * n
     dt = r.dtype
-    r[:] = rn
-    c[:] = cn
+    _copy_into(r, rn)
+    _copy_into(c, cn)
     rmean = np.empty(nb)
     for b in range(nb):
         rmean[b] = _mean(r[b])
@@ -398,7 +417,8 @@ def _unfactored_stats(x, g, v, s, nchunks):
             lane[:] = 0.0
             usum = _add_sumsq_normalized_where_zero(g[lo:hi], v[lo:hi], bet2, keep, e1, lane)
             upart[k] = usum + lane.sum()
-        gpart[k] = _larger(tail, mlane.max())
+        # not mlane.max(): its empty-array error path takes 0.7 s to compile
+        gpart[k] = _larger(tail, _largest(mlane))
         if s.scale_parameter:
             xlane = np.zeros(SUM_LANES)
             xpart[k] = _add_sumsq(x[lo:hi], xlane) + xlane.sum()
