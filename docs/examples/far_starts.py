@@ -20,7 +20,9 @@ from the true parameters, reached; the two peaks may come out in either order).
 
 ``python far_starts.py --out-dir DIR`` prints a line per method as it finishes and writes
 the table (``far_starts_results.inc``) and the plot (``far_starts.png``) into ``DIR``
-(default: the current directory); ``--size small`` fits 5 starts per problem.
+(default: the current directory); ``--size small`` fits 5 starts per problem. The docs'
+files come from ``NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python
+docs/examples/far_starts.py --out-dir docs/examples``.
 
 .. include:: examples/far_starts_results.inc
 """
@@ -42,6 +44,14 @@ SOLVED_RTOL = 1e-6
 #: LAPACK on the overflowing Jacobians of a far start.
 FAILURES = (ValueError, FloatingPointError, OverflowError, np.linalg.LinAlgError)
 TIGHT = {"ftol": 1e-15, "xtol": 1e-15, "gtol": 1e-15}
+#: The variables that set the thread counts of the timings.
+THREAD_VARS = ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def threads(quote=""):
+    """The thread setting of the timings: each of THREAD_VARS with its value, or unset."""
+    return ", ".join(f"{quote}{k}={os.environ[k]}{quote}" if os.environ.get(k)
+                     else f"{quote}{k}{quote} unset" for k in THREAD_VARS)
 
 
 # --- the problems -------------------------------------------------------------------------
@@ -204,11 +214,9 @@ def warm_up(methods):
 
 def results_rst(results, methods, n_starts):
     import scipy
-    threads = {k: os.environ.get(k) for k in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
-    note = ("; times with one thread, " + ", ".join(f"``{k}=1``" for k in threads)
-            if all(v == "1" for v in threads.values()) else "")
     lines = [f"Produced by ``python far_starts.py`` (fastfactor {fastfactor.__version__}, "
-             f"SciPy {scipy.__version__}, NumPy {np.__version__}{note}). {n_starts} random "
+             f"SciPy {scipy.__version__}, NumPy {np.__version__}; times with "
+             f"{threads('``')}). {n_starts} random "
              "starts per problem, the same for every method; *solved*: the cost within a "
              f"relative {SOLVED_RTOL:g} of the global minimum.", "",
              ".. list-table::", "   :header-rows: 1", "",
@@ -272,6 +280,7 @@ def main(size="full", plot=True, out_dir="."):
     ``far_starts.png`` into ``out_dir``. Returns ``{problem name: run_problem(...)}``."""
     n_starts = N_STARTS[size]
     methods = list(METHODS)
+    print(f"{n_starts} random starts per problem; timings with {threads()}", flush=True)
     warm_up(methods)
     results = {p.name: run_problem(p, n_starts, methods) for p in PROBLEMS}
     os.makedirs(out_dir, exist_ok=True)

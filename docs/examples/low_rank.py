@@ -25,10 +25,12 @@ gradients, so it shrinks more slowly than the gradient near the minimum and a fi
 ``lr`` converges (linearly) instead of hovering at a distance of order ``lr``. The
 step sizes of fastfactor and Adam were picked from a few trials at the small size.
 
-``python low_rank.py --size full``: a 4000 × 3000 matrix of rank 10, 300,000
-observed entries (2.5 %); ``--size small``: 400 × 300, rank 5, 18,000 entries (15 %).
-The plot shows the full size, timed with one thread (``NUMBA_NUM_THREADS=1``,
-``OPENBLAS_NUM_THREADS=1``).
+``python low_rank.py --size full`` (the default): a 4000 × 3000 matrix of rank 10,
+300,000 observed entries (2.5 %); ``--size small``: 400 × 300, rank 5, 18,000 entries
+(15 %). It prints a line per optimizer as it finishes, and writes the plot
+(``low_rank.png``) into the current directory, or ``--out-dir DIR``. The plot shows the
+full size, timed with one thread: ``NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python
+docs/examples/low_rank.py --out-dir docs/examples`` regenerates it.
 
 At the full size, all four reach the target. Adafactor without a first moment keeps
 0.053 MiB of state, a tenth of the parameters (Adam: twice the parameters, 1.07
@@ -54,8 +56,6 @@ import scipy.sparse as sp
 
 import fastfactor
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
 SIZES = {"small": {"n": 400, "m": 300, "rank": 5, "per_row": 45, "maxiter": 3000},
          "full": {"n": 4000, "m": 3000, "rank": 10, "per_row": 75, "maxiter": 3000}}
 TARGET = 1e-4
@@ -67,6 +67,14 @@ FASTFACTOR_MOMENTUM = {"lr": 0.04, "decay_rate": -1.0, "beta1": 0.9}
 METHODS = ("fastfactor", "fastfactor, beta1=0.9", "Adam", "L-BFGS-B")
 ADAM = {"lr": 0.02, "beta1": 0.9, "beta2": 0.999, "eps": 1e-12}
 LBFGS_MAXCOR = 10
+#: The variables that set the thread counts of the timings.
+THREAD_VARS = ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def threads():
+    """The thread setting of the timings: each of THREAD_VARS with its value, or unset."""
+    return ", ".join(f"{k}={os.environ[k]}" if os.environ.get(k) else f"{k} unset"
+                     for k in THREAD_VARS)
 
 
 class Completion:
@@ -217,13 +225,19 @@ def projected_state(n, m, rank, maxcor=LBFGS_MAXCOR):
             "L-BFGS-B": 8 * (2 * maxcor * N + 5 * N + 11 * maxcor**2 + 8 * maxcor) + 12 * N}
 
 
-def main(size="small", plot=True, out_dir=HERE):
-    """Complete the matrix with the three optimizers; print time, iterations, error
-    and state memory. Returns a dict per method (``seconds``, ``nit`` at the target
-    or at the end, ``error``, ``reached``, ``trace``, ``state``)."""
+def main(size="small", plot=True, out_dir="."):
+    """Complete the matrix with the four optimizers; print time, iterations, error
+    and state memory, a line per optimizer as it finishes; with ``plot``, write
+    ``low_rank.png`` into ``out_dir`` (default: the current directory). Returns a dict
+    per method (``seconds``, ``nit`` at the target or at the end, ``error``,
+    ``reached``, ``trace``, ``state``)."""
     cfg = SIZES[size]
     problem = Completion(cfg["n"], cfg["m"], cfg["rank"], cfg["per_row"])
     maxiter = cfg["maxiter"]
+    n, m, r = cfg["n"], cfg["m"], cfg["rank"]
+    print(f"matrix completion: {n} x {m}, rank {r}, {problem.nnz:,} observed entries, "
+          f"{(n + m) * r:,} unknowns; target held-out error {TARGET:g}; "
+          f"timings with {threads()}", flush=True)
     # Compile fastfactor's kernels outside the timing (Numba, on first use).
     fastfactor.minimize(problem.fun_and_grad, problem.x0(), jac=True,
                         options=dict(FASTFACTOR, maxiter=2))
@@ -233,25 +247,21 @@ def main(size="small", plot=True, out_dir=HERE):
     runners = {"fastfactor": run_fastfactor,
                "fastfactor, beta1=0.9": lambda p, k: run_fastfactor(p, k, FASTFACTOR_MOMENTUM),
                "Adam": run_adam, "L-BFGS-B": run_lbfgs}
+    print(f"{'method':<23}{'time (s)':>10}{'iterations':>12}{'gradients':>11}"
+          f"{'held-out err':>14}{'state (MiB)':>13}{'state/params':>14}", flush=True)
     for name in METHODS:
         runner = runners[name]
         problem.nfev = 0
         X, mon = runner(problem, maxiter)[:2]
         last_s, last_nit, err = mon.trace[-1]
         seconds, nit = mon.reached if mon.reached else (last_s, last_nit)
-        out[name] = {"seconds": seconds, "nit": nit, "nfev": problem.nfev, "error": err,
-                     "reached": mon.reached is not None, "trace": mon.trace,
-                     "state": state[name]}
-
-    n, m, r = cfg["n"], cfg["m"], cfg["rank"]
-    print(f"matrix completion: {n} x {m}, rank {r}, {problem.nnz:,} observed entries, "
-          f"{(n + m) * r:,} unknowns; target held-out error {TARGET:g}")
-    print(f"{'method':<23}{'time (s)':>10}{'iterations':>12}{'gradients':>11}"
-          f"{'held-out err':>14}{'state (MiB)':>13}{'state/params':>14}")
-    for name, o in out.items():
+        o = out[name] = {"seconds": seconds, "nit": nit, "nfev": problem.nfev, "error": err,
+                         "reached": mon.reached is not None, "trace": mon.trace,
+                         "state": state[name]}
         mark = "" if o["reached"] else " (target not reached)"
         print(f"{name:<23}{o['seconds']:>10.2f}{o['nit']:>12d}{o['nfev']:>11d}{o['error']:>14.2e}"
-              f"{o['state'] / 2**20:>13.3f}{o['state'] / state['parameters']:>14.3f}{mark}")
+              f"{o['state'] / 2**20:>13.3f}{o['state'] / state['parameters']:>14.3f}{mark}",
+              flush=True)
     big = projected_state(*PROJECTION)
     print(f"state at n = m = {PROJECTION[0]:,}, rank {PROJECTION[2]}: "
           + ", ".join(f"{k} {v / 2**30:.3g} GiB" for k, v in big.items()))
@@ -301,6 +311,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
     parser.add_argument("--no-plot", action="store_true", help="do not draw the plot")
-    parser.add_argument("--out-dir", default=HERE, help="where the plot goes")
+    parser.add_argument("--out-dir", default=".",
+                        help="where the plot goes (default: the current directory)")
     a = parser.parse_args()
     main(a.size, plot=not a.no_plot, out_dir=a.out_dir)

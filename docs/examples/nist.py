@@ -22,10 +22,12 @@ The price is the Adafactor phase's thousand or so evaluations per fit, where Sci
 needs tens. The Adafactor phase alone, a first-order method, solves 35 in 20,000
 iterations, missing among others the ill-conditioned Lanczos, Hahn1, MGH10 and Thurber.
 
-``python nist.py --size full --out-dir DIR`` runs all 27 problems and writes the
-table below (``nist_results.inc``), its summary (``nist_summary.inc``) and the plot
-(``nist.png``) into ``DIR`` (default: the current directory); ``--size small`` runs
-five lower-difficulty problems.
+``python nist.py --size full --out-dir DIR`` runs all 27 problems, prints a line per
+problem as its fits finish, and writes the table below (``nist_results.inc``), its
+summary (``nist_summary.inc``) and the plot (``nist.png``) into ``DIR`` (default: the
+current directory); ``--size small`` runs five lower-difficulty problems. The docs'
+files come from ``NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python docs/examples/nist.py
+--out-dir docs/examples``.
 
 .. include:: examples/nist_results.inc
 """
@@ -55,6 +57,14 @@ TIGHT = {"ftol": 1e-15, "xtol": 1e-15, "gtol": 1e-15}
 ALONE = {"finish": False, "maxiter": 20_000}
 
 SMALL = ["Misra1a", "Chwirut2", "DanWood", "Misra1b", "Chwirut1"]
+#: The variables that set the thread counts of the timings.
+THREAD_VARS = ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def threads(quote=""):
+    """The thread setting of the timings: each of THREAD_VARS with its value, or unset."""
+    return ", ".join(f"{quote}{k}={os.environ[k]}{quote}" if os.environ.get(k)
+                     else f"{quote}{k}{quote} unset" for k in THREAD_VARS)
 
 
 # --- the .dat format --------------------------------------------------------------------
@@ -358,11 +368,9 @@ def _cell(r):
 
 def _produced_by():
     import scipy
-    threads = {k: os.environ.get(k) for k in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
-    note = ("; times with one thread, " + ", ".join(f"``{k}=1``" for k in threads)
-            if all(v == "1" for v in threads.values()) else "")
     return (f"Produced by ``python nist.py --size full`` (fastfactor {fastfactor.__version__}, "
-            f"SciPy {scipy.__version__}, NumPy {np.__version__}{note}).")
+            f"SciPy {scipy.__version__}, NumPy {np.__version__}; times with "
+            f"{threads('``')}).")
 
 
 def results_rst(problems, results, solvers):
@@ -511,6 +519,8 @@ def main(size="small", plot=True, out_dir="."):
     """
     problems = load_problems(SMALL if size == "small" else None)
     solvers = list(SOLVERS)
+    print(f"{len(problems)} problems, two starts each; LRE from start 1 / start 2 per solver; "
+          f"timings with {threads()}", flush=True)
     warm_up(problems[0])
     results = []
     print_header(solvers)
