@@ -1,10 +1,15 @@
 """The documentation: it builds with warnings as errors, and its examples run.
 
-- the Sphinx HTML build of ``docs/`` (``-W``), in a temporary directory;
+- the Sphinx HTML build of ``docs/`` (``-W -n``: warnings are errors and every
+  cross-reference resolves), in a temporary directory;
+- the offline inventories of SciPy, NumPy, Numba and Dask (``docs/_inventories/``)
+  list every name the docs refer to (``docs/_scripts/make_inventories.py --check``);
 - the ``>>>`` examples of the package's docstrings (as ``pytest --doctest-modules
   fastfactor`` would run them);
 - the ``>>>`` examples of the pages (``docs/**/*.rst``), with the option flags of
   ``sphinx.ext.doctest``.
+- the README's examples: each ``python`` code block whose next code block is a
+  ``text`` one runs, and prints exactly that text.
 
 The build is skipped when Sphinx or numpydoc is not installed (``pip install
 ".[docs]"``); the doctests always run.
@@ -14,6 +19,7 @@ import doctest
 import importlib
 import os
 import pkgutil
+import re
 import subprocess
 import sys
 
@@ -50,12 +56,19 @@ def _pages():
 def test_sphinx_build(tmp_path):
     pytest.importorskip("sphinx")
     pytest.importorskip("numpydoc")
-    cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
+    cmd = [sys.executable, "-m", "sphinx", "-W", "-n", "--keep-going", "-q", "-b", "html",
            "-d", str(tmp_path / "doctrees"), DOCS, str(tmp_path / "html")]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (
         f"sphinx build failed ({' '.join(cmd)}):\n{proc.stdout}\n{proc.stderr}")
     assert (tmp_path / "html" / "index.html").exists()
+
+
+def test_inventories_current():
+    script = os.path.join(DOCS, "_scripts", "make_inventories.py")
+    proc = subprocess.run([sys.executable, script, "--check"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("name", _modules())
@@ -96,3 +109,21 @@ def test_markdown_tables_convert(monkeypatch):
                 if m.tagname == "system_message" and m["level"] >= 2]
     assert not messages, rst
     assert "list-table" in rst and "``x``" in rst and "title" not in rst
+
+
+def _readme_examples():
+    """(code, output) of each ```python block of the README followed by a ```text block."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        blocks = re.findall(r"^```(\w*)\n(.*?)^```$", f.read(), re.M | re.S)
+    pairs = zip(blocks, blocks[1:], strict=False)  # each block with the one after it
+    return [(code, out) for (lang, code), (next_lang, out) in pairs
+            if lang == "python" and next_lang == "text"]
+
+
+def test_readme_examples(tmp_path, monkeypatch, capsys):
+    examples = _readme_examples()
+    assert examples, "the README has no example with its output"
+    monkeypatch.chdir(tmp_path)  # an example may write files (a checkpoint)
+    for code, output in examples:
+        exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})
+        assert capsys.readouterr().out == output
