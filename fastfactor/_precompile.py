@@ -1,0 +1,67 @@
+"""Compile the CPU kernels ahead of time: ``python -m fastfactor --precompile``.
+
+For container images and clusters, where every fresh process would otherwise pay the
+first compilation: one run fills Numba's on-disk cache (``NUMBA_CACHE_DIR``, or the
+``__pycache__`` beside the package) with the kernels a solve of each float dtype uses,
+factored (``ndim >= 2`` blocks) and unfactored (vectors), serial and, where this machine
+would run them, parallel (blocks of ``FASTFACTOR_PARALLEL_MIN_BYTES`` or more).
+"""
+
+import time
+
+import numpy as np
+
+#: The dtypes precompiled by default.
+DTYPES = ("float32", "float64")
+
+
+def _solve(shape, dtype):
+    """A tiny bounded and an unbounded minimize, with and without momentum: the
+    two-phase step, the reductions and the projection, as a solve uses them."""
+    from . import minimize
+
+    target = np.linspace(-1.0, 1.0, int(np.prod(shape))).reshape(shape).astype(dtype)
+
+    def fg(x):
+        d = x - target
+        return 0.5 * float(np.sum(d.astype(np.float64) ** 2)), d
+
+    x0 = np.zeros(shape, dtype)
+    for options in ({"maxiter": 3}, {"maxiter": 3, "beta1": 0.9}):
+        minimize(fg, x0, jac=True, options=options)
+        minimize(fg, x0, jac=True, bounds=[(-0.5, 0.5)] * x0.size, options=options)
+
+
+def _large_steps(shape, dtype):
+    """One step of a block big enough for the parallel kernels, with and without
+    momentum, in place and into a new array."""
+    from . import Adafactor
+
+    p = np.ones(shape, dtype)
+    g = np.full(shape, 0.5, dtype)
+    for beta1 in (None, 0.9):
+        opt = Adafactor([shape], beta1=beta1)
+        opt.step([p], [g])
+
+
+def precompile(dtypes=DTYPES, report=print):
+    """Compile (or load from the cache) the kernels for ``dtypes``; returns seconds."""
+    import numba
+
+    from ._backends.cpu._threads import PARALLEL_MIN_BYTES
+
+    start = time.perf_counter()
+    parallel = numba.config.NUMBA_NUM_THREADS > 1
+    for name in dtypes:
+        dtype = np.dtype(name)
+        if dtype not in (np.float32, np.float64):
+            raise ValueError(f"precompile takes float32 and float64, got {name!r}")
+        for kind, shape in (("matrices", (8, 4)), ("vectors", (8,))):
+            t0 = time.perf_counter()
+            _solve(shape, dtype)
+            if parallel:  # rows of PARALLEL_MIN_BYTES in all, at least two rows
+                rows = max(2, -(-PARALLEL_MIN_BYTES // (64 * dtype.itemsize)))
+                _large_steps((rows, 64) if kind == "matrices" else (rows * 64,), dtype)
+            report(f"compiled the {name} kernels for {kind} in "
+                   f"{time.perf_counter() - t0:.1f} s")
+    return time.perf_counter() - start

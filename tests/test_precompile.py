@@ -1,0 +1,68 @@
+"""``python -m fastfactor --precompile``: a later process's first solve compiles nothing.
+
+Each process starts with the same fresh Numba cache folder; the second counts the cache
+misses of every kernel (a miss is a compilation)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+#: A later process's uses of the kernels: solves of matrices and vectors, bounded and
+#: not, with and without momentum, and a step big enough for the parallel kernels.
+LATER = r"""
+import json
+import numpy as np
+import fastfactor
+from fastfactor._backends.cpu import _kernels as K
+from fastfactor._backends.cpu._threads import PARALLEL_MIN_BYTES
+t = np.linspace(-1.0, 1.0, 12)
+for shape in [(4, 3), (12,)]:
+    T = t.reshape(shape)
+    for bounds in [None, [(-0.5, 0.5)] * 12]:
+        for beta1 in [0.0, 0.9]:
+            fastfactor.minimize(lambda X: (0.5 * float(np.sum((X - T) ** 2)), X - T),
+                                np.zeros(shape), jac=True, bounds=bounds,
+                                options=dict(maxiter=5, beta1=beta1))
+rows = 2 * PARALLEL_MIN_BYTES // (64 * 8)
+p, g = np.ones((rows, 64)), np.full((rows, 64), 0.5)
+fastfactor.Adafactor([(rows, 64)]).step([p], [g])
+kernels = [f for f in vars(K).values() if hasattr(f, "stats")]
+print(json.dumps(sum(sum(f.stats.cache_misses.values()) for f in kernels)))
+"""
+
+
+def _env(cache):
+    # a small parallel threshold keeps the big step small; two threads allow parallel
+    return dict(os.environ, NUMBA_CACHE_DIR=str(cache), FASTFACTOR_NUMBA_CACHE="1",
+                FASTFACTOR_PARALLEL_MIN_BYTES=str(1 << 16), NUMBA_NUM_THREADS="2")
+
+
+@pytest.mark.slow
+def test_precompiled_kernels_are_not_compiled_again(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "fastfactor", "--precompile", "float64"],
+                          env=_env(tmp_path), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "float64 kernels for matrices" in done.stdout
+    assert "float64 kernels for vectors" in done.stdout
+    later = subprocess.run([sys.executable, "-c", LATER], env=_env(tmp_path),
+                           capture_output=True, text=True, timeout=600)
+    assert later.returncode == 0, later.stderr
+    assert json.loads(later.stdout.strip().splitlines()[-1]) == 0
+
+
+def test_a_dtype_it_cannot_compile_for_is_refused(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "fastfactor", "--precompile", "float16"],
+                          env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "float32 and float64" in done.stderr
+
+
+def test_without_arguments_the_demo_runs(monkeypatch):
+    import fastfactor.__main__ as demo
+
+    calls = []
+    monkeypatch.setattr(demo, "main", lambda: calls.append("demo") or 0)
+    assert demo.cli([]) == 0 and calls == ["demo"]
