@@ -14,6 +14,7 @@ import numpy as np
 import scipy.optimize as so
 
 from . import adafactor
+from ._backends import get_backend
 
 
 def low_rank_problem(n=300, m=200, rank=5, seed=0):
@@ -37,18 +38,17 @@ def main(maxiter=5000):
     M, fg, x0, shapes = low_rank_problem()
     print(f"fastfactor demo: fit a {M.shape[0]}x{M.shape[1]} rank-5 matrix as U V^T "
           f"({x0.size} unknowns) with scipy.optimize.minimize(method=adafactor)")
-    print("(a first run compiles Numba's kernels, some seconds, and caches them on disk; "
-          "python -m fastfactor --precompile does it ahead of time)", flush=True)
     print(f"{'iter':>6} {'f(x)':>12}")
 
     def progress(intermediate_result):
-        if intermediate_result.nit % 500 == 0:
+        if intermediate_result.nit % 100 == 0:
             print(f"{intermediate_result.nit:>6} {intermediate_result.fun:12.4e}")
 
     start = time.perf_counter()
-    res = so.minimize(fg, x0, jac=True, method=adafactor, callback=progress,
-                      options={"shapes": shapes, "maxiter": maxiter, "gtol": 1e-5,
-                               "lr": lambda t: 0.05 / np.sqrt(t)})
+    with get_backend("cpu").compile_notice(True):
+        res = so.minimize(fg, x0, jac=True, method=adafactor, callback=progress,
+                          options={"shapes": shapes, "maxiter": maxiter, "gtol": 1e-5,
+                                   "beta1": 0.9})
     seconds = time.perf_counter() - start
     n, m = M.shape
     U = res.x[: n * 5].reshape(n, 5)

@@ -32,16 +32,28 @@ def _solve(shape, dtype):
         minimize(fg, x0, jac=True, bounds=[(-0.5, 0.5)] * x0.size, options=options)
 
 
-def _large_steps(shape, dtype):
-    """One step of a block big enough for the parallel kernels, with and without
-    momentum, in place and into a new array."""
-    from . import Adafactor
+def _steps(shape, dtype):
+    """One step of a block of ``shape`` (2-D: factored, 1-D: not) with and without
+    momentum, in place (as ``Adafactor.step``) and into another array (as a solve): the
+    apply kernels are compiled per variant."""
+    from ._backends._protocol import FactoredState, UnfactoredState
+    from ._backends.cpu import _step
+    from ._hyper import Hyper
 
-    p = np.ones(shape, dtype)
     g = np.full(shape, 0.5, dtype)
     for beta1 in (None, 0.9):
-        opt = Adafactor([shape], beta1=beta1)
-        opt.step([p], [g])
+        s = Hyper(beta1=beta1).scalars(1)
+        for inplace in (True, False):
+            x = np.ones(shape, dtype)
+            out = x if inplace else np.empty_like(x)
+            mom = np.zeros(shape if beta1 else (0,) * len(shape), dtype)
+            if len(shape) == 2:
+                state = FactoredState(np.ones((1, shape[0]), dtype),
+                                      np.ones((1, shape[1]), dtype), mom[None])
+                _step.factored_step(x[None], out[None], g[None], state, s)
+            else:
+                _step.unfactored_step(x, out, g, UnfactoredState(np.ones(shape, dtype), mom),
+                                      s)
 
 
 def precompile(dtypes=DTYPES, report=print):
@@ -59,9 +71,10 @@ def precompile(dtypes=DTYPES, report=print):
         for kind, shape in (("matrices", (8, 4)), ("vectors", (8,))):
             t0 = time.perf_counter()
             _solve(shape, dtype)
+            _steps(shape, dtype)
             if parallel:  # rows of PARALLEL_MIN_BYTES in all, at least two rows
                 rows = max(2, -(-PARALLEL_MIN_BYTES // (64 * dtype.itemsize)))
-                _large_steps((rows, 64) if kind == "matrices" else (rows * 64,), dtype)
+                _steps((rows, 64) if kind == "matrices" else (rows * 64,), dtype)
             report(f"compiled the {name} kernels for {kind} in "
                    f"{time.perf_counter() - t0:.1f} s")
     return time.perf_counter() - start

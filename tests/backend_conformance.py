@@ -239,6 +239,21 @@ def _exporter(be, dev):
     np.testing.assert_array_equal(np.asarray(owned), out)
 
 
+def _compile_notice(be, dev):
+    # a context manager either way; an exception inside propagates, nothing is printed
+    # when nothing compiles
+    for enabled in (True, False):
+        with be.compile_notice(enabled):
+            pass
+        try:
+            with be.compile_notice(enabled):
+                raise KeyError("inside")
+        except KeyError:
+            pass
+        else:
+            raise AssertionError("compile_notice swallowed an exception")
+
+
 def _pickles_as_itself(be):
     assert pickle.loads(pickle.dumps(be)) is be
     assert copy.deepcopy(be) is be
@@ -253,6 +268,7 @@ CHECKS = {
     "factored_stats": _steps("two_phase"), "factored_apply": _refusal,
     "unfactored_stats": _steps("two_phase"), "unfactored_apply": _steps("two_phase"),
     "as_x0": _as_x0, "box": _box, "objective": _objective, "exporter": _exporter,
+    "compile_notice": _compile_notice,
 }
 
 

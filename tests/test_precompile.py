@@ -10,8 +10,9 @@ import sys
 
 import pytest
 
-#: A later process's uses of the kernels: solves of matrices and vectors, bounded and
-#: not, with and without momentum, and a step big enough for the parallel kernels.
+#: A later process's uses of the kernels: solves (steps into a new array) and
+#: ``Adafactor.step`` (in place) of matrices and vectors, bounded and not, with and
+#: without momentum, and both big enough for the parallel kernels.
 LATER = r"""
 import json
 import numpy as np
@@ -27,8 +28,13 @@ for shape in [(4, 3), (12,)]:
                                 np.zeros(shape), jac=True, bounds=bounds,
                                 options=dict(maxiter=5, beta1=beta1))
 rows = 2 * PARALLEL_MIN_BYTES // (64 * 8)
-p, g = np.ones((rows, 64)), np.full((rows, 64), 0.5)
-fastfactor.Adafactor([(rows, 64)]).step([p], [g])
+for shape in [(4, 3), (12,), (rows, 64), (rows * 64,)]:
+    for beta1 in [None, 0.9]:
+        fastfactor.Adafactor([shape], beta1=beta1).step([np.ones(shape)],
+                                                        [np.full(shape, 0.5)])
+    if shape[0] == rows:
+        fastfactor.minimize(lambda X: (0.5 * float(np.sum(X ** 2)), X), np.ones(shape),
+                            jac=True, options=dict(maxiter=2))
 kernels = [f for f in vars(K).values() if hasattr(f, "stats")]
 print(json.dumps(sum(sum(f.stats.cache_misses.values()) for f in kernels)))
 """

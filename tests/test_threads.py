@@ -69,7 +69,7 @@ def test_unfactored_builds_agree_bit_for_bit(dtype, nchunks):
         apply = getattr(K, "unfactored_apply_" + build)
         vv, mom, out = v.copy(), np.zeros_like(x), np.empty_like(x)
         usum, xsum, gmax = stats(x, g, vv, S, nchunks)
-        apply(x, out, g, vv, mom, usum, xsum, S, False, nchunks)
+        apply(x, out, g, vv, mom, usum, xsum, S, nchunks)
         outs.append((usum, xsum, gmax, vv, mom, out))
     for a, b in zip(*outs, strict=True):
         np.testing.assert_array_equal(a, b)
@@ -89,7 +89,7 @@ def test_factored_builds_agree_bit_for_bit(dtype, shape):
         mom, out = np.zeros_like(x), np.empty_like(x)
         sums = getattr(K, "factored_stats_" + build)(x, g, rr, cc, rn, cn, S, 5)
         getattr(K, "factored_apply_" + build)(x, out, g, rr, cc, rn, cn, mom, sums[2],
-                                              sums[1], S, False, 5)
+                                              sums[1], S, 5)
         outs.append((np.array(sums), rr, cc, mom, out))
     for a, b in zip(*outs, strict=True):
         np.testing.assert_array_equal(a, b)

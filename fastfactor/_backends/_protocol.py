@@ -88,13 +88,17 @@ class Backend(Protocol):
         """``a -> copy of a in shape``, of x0's kind (NumPy for a NumPy x0). ``owned``: the
         arrays are the run's own, handed over at its end (a copy only where x0's kind
         needs one)."""
+    def compile_notice(self, enabled):
+        """A context manager: while open (and ``enabled``), a line is printed just before
+        a kernel compiles (runs with ``disp`` / ``verbose``); a no-op where compiling is
+        not worth a line."""
 
 
 #: The members every backend has (the two-phase ones only where ``refuses_nonfinite``).
 ALWAYS = ("name", "refuses_nonfinite", "zeros", "empty_like", "to_host", "as_param",
           "as_grad", "reshaped_view", "contiguous", "copy_into", "max_abs",
           "max_abs_projected", "clip", "factored_step", "unfactored_step", "as_x0", "box",
-          "objective", "exporter")
+          "objective", "exporter", "compile_notice")
 TWO_PHASE = ("factored_stats", "factored_apply", "unfactored_stats", "unfactored_apply")
 
 

@@ -20,6 +20,7 @@ from scipy.optimize import OptimizeResult
 from scipy.sparse.linalg import LinearOperator
 
 from .. import _driver
+from .._backends import get_backend
 from .._blocks import Layout
 from .._callbacks import as_callback
 from .._hyper import make_hyper
@@ -203,9 +204,11 @@ def least_squares(fun, x0, jac="2-point", bounds=(-np.inf, np.inf), method="adaf
         the rest. Default: no limit beyond the phases' own (``maxiter`` and SciPy's
         ``100 * n`` for each ``trf`` run).
     verbose : {0, 1, 2}, optional
-        0 silent (default); 1 a summary at the end; 2 also progress during the
-        Adafactor phase (a tqdm bar where tqdm is installed, else a line a second)
-        and SciPy's iteration lines in the finish.
+        0 silent (default); 1 a summary at the end, and a line just before the
+        kernels compile (a dtype's and kind of block's first use in a process, when
+        not cached on disk); 2 also progress during the Adafactor phase (a tqdm bar
+        where tqdm is installed, else a line a second) and SciPy's iteration lines in
+        the finish.
     args : tuple, optional
         Extra positional arguments of ``fun`` and ``jac``.
     kwargs : dict, optional
@@ -388,7 +391,7 @@ def least_squares(fun, x0, jac="2-point", bounds=(-np.inf, np.inf), method="adaf
     else:
         if max_nfev is not None and solver["finish"]:  # keep half for the finish
             problem.max_nfev = min(max(max_nfev // 2, problem.nfev), max_nfev)
-        point = _adafactor_phase(run, x, scale, box, layout, hyper, maxiter)
+        point = _adafactor_phase(run, x, scale, box, layout, hyper, maxiter, verbose)
         problem.max_nfev = max_nfev
     phases = {"adafactor": counts.phase(point)}
     best, best_name = point, "adafactor"
@@ -401,13 +404,14 @@ def least_squares(fun, x0, jac="2-point", bounds=(-np.inf, np.inf), method="adaf
     return _result(best, best_name, phases, problem, lb, ub, run, verbose, loss_fn)
 
 
-def _adafactor_phase(run, x, scale, box, layout, hyper, maxiter):
+def _adafactor_phase(run, x, scale, box, layout, hyper, maxiter, verbose):
     """Adafactor on the driver from x, in the scaled variables: the phase's Point."""
     z0 = (x / scale).astype(x.dtype).reshape(-1)
     zbox = None if box is None else (box[0] / run.scale, box[1] / run.scale)
     opt = Adafactor(layout.shapes, **hyper)
-    out = _driver.drive(opt, layout.views, z0, run.evaluate, zbox, None, maxiter,
-                        stop=run.stop)
+    with get_backend("cpu").compile_notice(verbose >= 1):
+        out = _driver.drive(opt, layout.views, z0, run.evaluate, zbox, None, maxiter,
+                            stop=run.stop)
     return run.outcome(out)
 
 

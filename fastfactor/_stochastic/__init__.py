@@ -119,7 +119,9 @@ def minimize_stochastic(fun, x0, batches, args=(), jac=None, callback=None, opti
         ``average`` updates (Polyak–Ruppert averaging), which removes most of the
         noise of the last iterates. Default None: no averaging.
     disp : bool
-        Print a line per evaluation and a summary at the end (default False).
+        Print a line per evaluation and a summary at the end, and a line just before
+        the kernels compile (a dtype's and kind of block's first use in a process,
+        when not cached on disk). Default False.
     progress : bool
         Show a progress bar (needs the optional package ``tqdm``; without it a warning
         is issued and the run goes on). Default False.

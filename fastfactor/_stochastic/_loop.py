@@ -15,6 +15,7 @@ import numpy as np
 from scipy.optimize import OptimizeResult
 
 from .. import _driver, _finite_diff
+from .._backends import get_backend
 from .._blocks import Layout
 from .._callbacks import as_callback
 from .._hyper import make_hyper
@@ -225,7 +226,8 @@ class _Loop:
             if status is not None:  # x0 is not finite, or meets a stopping rule
                 return self._result(xa, 0, status)
             try:
-                nit, status, xa, spare = self._iterate(xa, spare, xb, sb)
+                with get_backend("cpu").compile_notice(cfg.disp):
+                    nit, status, xa, spare = self._iterate(xa, spare, xb, sb)
             except (KeyboardInterrupt, Exception) as error:
                 # xa, the last iterate reached, is untouched: updates go into spare
                 return conclude(self._result(self._estimate(self.reached[1]), self.reached[0],

@@ -5,6 +5,7 @@ from ..._inputs import as_x0
 from ..._objective import Objective
 from .. import _protocol
 from . import _step
+from ._notice import announce_compilation
 
 
 class CpuBackend:
@@ -31,6 +32,7 @@ class CpuBackend:
     unfactored_stats = staticmethod(_step.unfactored_stats)
     unfactored_apply = staticmethod(_step.unfactored_apply)
     as_x0 = staticmethod(as_x0)
+    compile_notice = staticmethod(announce_compilation)
 
     @staticmethod
     def box(lb, ub):

@@ -13,6 +13,7 @@ import types
 import warnings
 
 import numba
+import numba.extending
 from numba.core.caching import FunctionCache
 
 #: Whether kernels are cached on disk (read once, at import).
@@ -84,6 +85,15 @@ def _warn_once(message, stacklevel):
 def jit(func):
     """Compile ``func`` serially (``prange`` runs as ``range``)."""
     return _njit(func)
+
+
+def by_type(func):
+    """Register the implementation of ``func`` in compiled code chosen while typing its
+    arguments (Numba's ``overload``, with the defaults above): the decorated function
+    receives the arguments' Numba types and returns the implementation to compile. The
+    kernels use it to compile only the variant a call needs, where a branch on a run-time
+    flag would compile every variant."""
+    return numba.extending.overload(func, jit_options=dict(_DEFAULTS))
 
 
 def jit_parallel(func):

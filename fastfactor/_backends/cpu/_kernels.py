@@ -7,8 +7,8 @@ A step is split in two so that it can be refused before anything changes:
   gradient held a NaN or inf, or its squares overflow the statistics' dtype. For a
   matrix this includes sum U**2, from column sums of g**2 / R_i: one pass over g.
 - ``*_apply`` stores the statistics and writes the new x (and first moment). With
-  ``inplace`` it updates ``x`` itself (``out`` is not touched); otherwise it writes
-  ``out`` from ``x``, which it leaves unchanged: the same traffic either way. The two
+  ``out`` None it updates ``x`` itself; otherwise it writes ``out`` from ``x``, which it
+  leaves unchanged: the same traffic either way. The two
   are separate loops because a loop writing a separate output vectorizes only behind
   LLVM's run-time overlap check, which fails (falling back to scalar code, ~12x
   slower) when the output is the input; the host says which case it is.
@@ -33,9 +33,9 @@ accumulated in float64.
 """
 
 import numpy as np
-from numba import prange
+from numba import prange, types
 
-from ._jit import jit, jit_parallel
+from ._jit import by_type, jit, jit_parallel
 
 #: Sums are accumulated in this many float64 lanes: a fixed-length inner loop over
 #: independent lanes is what LLVM vectorizes without reassociating (fastmath stays off).
@@ -213,7 +213,7 @@ def _factored_stats(x, g, r, c, rn, cn, s, nchunks):
                 b = q // n
                 xs += _add_sumsq(x[b, q - b * n], xlane)
         sums[k, 0] = gs
-        sums[k, 1] = xs + xlane.sum()
+        sums[k, 1] = xs + _total(xlane)
         sums[k, 2] = us
     # Matrices held in a slot: add the partial sums of the chunks that share them into
     # the first one's slot, in chunk order, and finish them.
@@ -309,11 +309,12 @@ def _mean(a):
     return _total(a) / a.shape[0]
 
 
-def _factored_apply(x, out, g, r, c, rn, cn, mom, usum, xsum, s, inplace, nchunks):
+def _factored_apply(x, out, g, r, c, rn, cn, mom, usum, xsum, s, nchunks):
     """Store the statistics, then write the new x (and first moment): one pass.
 
-    ``inplace``: update ``x`` itself (``out`` is ignored); otherwise write ``out`` from
-    ``x``, leaving ``x`` unchanged.
+    ``out`` None: update ``x`` itself; otherwise write ``out`` from ``x``, leaving ``x``
+    unchanged. ``mom`` None: no first moment. Both are told by type (``_update_row_of``),
+    so each of the four variants is compiled only when a run uses it.
     """
     nb, n, m = g.shape
     rows = nb * n
@@ -324,7 +325,6 @@ def _factored_apply(x, out, g, r, c, rn, cn, mom, usum, xsum, s, inplace, nchunk
     for b in range(nb):
         rmean[b] = _mean(r[b])
     xkeep, scale, b1, b1c = _coefficients(dt, usum, xsum, rows * m, s)
-    use_mom = mom.size > 0
     for k in prange(nchunks):
         lo, hi = _chunk(k, nchunks, rows)
         colf = np.empty(m, dt)
@@ -337,18 +337,7 @@ def _factored_apply(x, out, g, r, c, rn, cn, mom, usum, xsum, s, inplace, nchunk
                 current = b
             i = q - b * n
             a = _row_factor(rmean[b], r[b, i], scratch)
-            if inplace:
-                if use_mom:
-                    _update_row_momentum(x[b, i], g[b, i], mom[b, i], a, colf,
-                                         xkeep, scale, b1, b1c)
-                else:
-                    _update_row(x[b, i], g[b, i], a, colf, xkeep, scale)
-            else:
-                if use_mom:
-                    _update_row_momentum_to(out[b, i], x[b, i], g[b, i], mom[b, i], a, colf,
-                                            xkeep, scale, b1, b1c)
-                else:
-                    _update_row_to(out[b, i], x[b, i], g[b, i], a, colf, xkeep, scale)
+            _update_row_of(out, x, g, mom, b, i, a, colf, xkeep, scale, b1, b1c)
 
 
 @jit
@@ -399,60 +388,72 @@ def _update_row_momentum_to(orow, xrow, grow, mrow, a, cf, xkeep, scale, b1, b1c
         orow[j] = xrow[j] * xkeep - mv
 
 
+def _update_row_of(out, x, g, mom, b, i, a, cf, xkeep, scale, b1, b1c):
+    """Row ``i`` of matrix ``b`` updated by the row update that the types of ``out`` and
+    ``mom`` select (None: in place; None: no first moment). Compiled code only."""
+    raise NotImplementedError("a kernel helper: called from compiled code only")
+
+
+@by_type(_update_row_of)
+def _update_row_variant(out, x, g, mom, b, i, a, cf, xkeep, scale, b1, b1c):
+    inplace = isinstance(out, types.NoneType)
+    if isinstance(mom, types.NoneType):
+        if inplace:
+            def update(out, x, g, mom, b, i, a, cf, xkeep, scale, b1, b1c):
+                _update_row(x[b, i], g[b, i], a, cf, xkeep, scale)
+        else:
+            def update(out, x, g, mom, b, i, a, cf, xkeep, scale, b1, b1c):
+                _update_row_to(out[b, i], x[b, i], g[b, i], a, cf, xkeep, scale)
+    elif inplace:
+        def update(out, x, g, mom, b, i, a, cf, xkeep, scale, b1, b1c):
+            _update_row_momentum(x[b, i], g[b, i], mom[b, i], a, cf, xkeep, scale, b1, b1c)
+    else:
+        def update(out, x, g, mom, b, i, a, cf, xkeep, scale, b1, b1c):
+            _update_row_momentum_to(out[b, i], x[b, i], g[b, i], mom[b, i], a, cf, xkeep,
+                                    scale, b1, b1c)
+    return update
+
+
 def _unfactored_stats(x, g, v, s, nchunks):
     """Returns (sum U**2, sum x**2, largest g**2 as computed in g's dtype) with the new
     second moment, leaving ``v`` unchanged."""
     size = g.shape[0]
     bet2, keep, e1 = _scalars(v.dtype, s.beta2, 1.0 - s.beta2, s.eps1)
-    upart = np.zeros(nchunks)
-    xpart = np.zeros(nchunks)
-    gpart = np.zeros(nchunks)
+    # one allocation for the chunks' partial sums, one per chunk for its lanes: a small
+    # block's step is dominated by allocations
+    parts = np.zeros((3, nchunks))  # sum U**2, sum x**2, largest g**2
+    upart, xpart, gpart = parts[0], parts[1], parts[2]
     for k in prange(nchunks):
         lo, hi = _chunk(k, nchunks, size)
-        lane = np.zeros(SUM_LANES)
-        mlane = np.zeros(SUM_LANES)
+        lanes = np.zeros((3, SUM_LANES))
+        lane, mlane, xlane = lanes[0], lanes[1], lanes[2]
         usum, tail = _add_sumsq_normalized(g[lo:hi], v[lo:hi], bet2, keep, e1, lane, mlane)
-        upart[k] = usum + lane.sum()
+        upart[k] = usum + _total(lane)
         if not upart[k] < np.inf:  # a v of 0 (0/0 there), or g not finite: count again
             lane[:] = 0.0
             usum = _add_sumsq_normalized_where_zero(g[lo:hi], v[lo:hi], bet2, keep, e1, lane)
-            upart[k] = usum + lane.sum()
+            upart[k] = usum + _total(lane)
         # not mlane.max(): its empty-array error path takes 0.7 s to compile
         gpart[k] = _larger(tail, _largest(mlane))
         if s.scale_parameter:
-            xlane = np.zeros(SUM_LANES)
-            xpart[k] = _add_sumsq(x[lo:hi], xlane) + xlane.sum()
+            xpart[k] = _add_sumsq(x[lo:hi], xlane) + _total(xlane)
     return _total(upart), _total(xpart), _largest(gpart)
 
 
-def _unfactored_apply(x, out, g, v, mom, usum, xsum, s, inplace, nchunks):
+def _unfactored_apply(x, out, g, v, mom, usum, xsum, s, nchunks):
     """Store the new second moment and write the new x (and first moment) in one pass.
 
-    ``inplace``: update ``x`` itself (``out`` is ignored); otherwise write ``out`` from
-    ``x``, leaving ``x`` unchanged.
+    ``out`` and ``mom`` as in ``_factored_apply`` (None: in place; None: no first
+    moment), told by type (``_update_normalized_of``).
     """
     size = g.shape[0]
     dt = v.dtype
     bet2, keep, e1 = _scalars(dt, s.beta2, 1.0 - s.beta2, s.eps1)
     xkeep, scale, b1, b1c = _coefficients(dt, usum, xsum, size, s)
-    use_mom = mom.size > 0
     for k in prange(nchunks):
         lo, hi = _chunk(k, nchunks, size)
-        if inplace:
-            if use_mom:
-                _update_normalized_momentum(x[lo:hi], g[lo:hi], v[lo:hi], mom[lo:hi], bet2,
-                                            keep, e1, xkeep, scale, b1, b1c)
-            else:
-                _update_normalized(x[lo:hi], g[lo:hi], v[lo:hi], bet2, keep, e1, xkeep,
-                                   scale)
-        else:
-            if use_mom:
-                _update_normalized_momentum_to(out[lo:hi], x[lo:hi], g[lo:hi], v[lo:hi],
-                                               mom[lo:hi], bet2, keep, e1, xkeep, scale, b1,
-                                               b1c)
-            else:
-                _update_normalized_to(out[lo:hi], x[lo:hi], g[lo:hi], v[lo:hi], bet2, keep,
-                                      e1, xkeep, scale)
+        _update_normalized_of(out, x, g, v, mom, lo, hi, bet2, keep, e1, xkeep, scale, b1,
+                              b1c)
 
 
 @jit
@@ -501,6 +502,38 @@ def _update_normalized_momentum_to(out, x, g, v, mom, beta2, keep, eps1, xkeep, 
         out[i] = x[i] * xkeep - mv
 
 
+def _update_normalized_of(out, x, g, v, mom, lo, hi, beta2, keep, eps1, xkeep, scale, b1,
+                          b1c):
+    """Elements ``[lo, hi)`` of a flat block updated by the variant that the types of
+    ``out`` and ``mom`` select (as ``_update_row_of``). Compiled code only."""
+    raise NotImplementedError("a kernel helper: called from compiled code only")
+
+
+@by_type(_update_normalized_of)
+def _update_normalized_variant(out, x, g, v, mom, lo, hi, beta2, keep, eps1, xkeep, scale, b1,
+                               b1c):
+    inplace = isinstance(out, types.NoneType)
+    if isinstance(mom, types.NoneType):
+        if inplace:
+            def update(out, x, g, v, mom, lo, hi, beta2, keep, eps1, xkeep, scale, b1, b1c):
+                _update_normalized(x[lo:hi], g[lo:hi], v[lo:hi], beta2, keep, eps1, xkeep,
+                                   scale)
+        else:
+            def update(out, x, g, v, mom, lo, hi, beta2, keep, eps1, xkeep, scale, b1, b1c):
+                _update_normalized_to(out[lo:hi], x[lo:hi], g[lo:hi], v[lo:hi], beta2, keep,
+                                      eps1, xkeep, scale)
+    elif inplace:
+        def update(out, x, g, v, mom, lo, hi, beta2, keep, eps1, xkeep, scale, b1, b1c):
+            _update_normalized_momentum(x[lo:hi], g[lo:hi], v[lo:hi], mom[lo:hi], beta2, keep,
+                                        eps1, xkeep, scale, b1, b1c)
+    else:
+        def update(out, x, g, v, mom, lo, hi, beta2, keep, eps1, xkeep, scale, b1, b1c):
+            _update_normalized_momentum_to(out[lo:hi], x[lo:hi], g[lo:hi], v[lo:hi],
+                                           mom[lo:hi], beta2, keep, eps1, xkeep, scale, b1,
+                                           b1c)
+    return update
+
+
 @jit
 def _add_sumsq_normalized(g, v, beta2, keep, eps1, lane, mlane):
     """Add U**2 = g**2 / (beta2 v + keep (g**2 + eps1)) into the lanes and the largest
@@ -544,14 +577,22 @@ def _add_sumsq_normalized_where_zero(g, v, beta2, keep, eps1, lane):
     return s
 
 
+def _rounded(dt, a):
+    """The float ``a`` rounded to the dtype ``dt`` (a cast, chosen while typing: no array
+    to round through, which costs an allocation per call)."""
+    raise NotImplementedError("a kernel helper: called from compiled code only")
+
+
+@by_type(_rounded)
+def _rounded_variant(dt, a):
+    to = dt.dtype
+    return lambda dt, a: to(a)
+
+
 @jit
 def _scalars(dt, a, b, c):
     """Three float64 scalars rounded to ``dt`` (element-wise arithmetic stays in dt)."""
-    out = np.empty(3, dt)
-    out[0] = a
-    out[1] = b
-    out[2] = c
-    return out[0], out[1], out[2]
+    return _rounded(dt, a), _rounded(dt, b), _rounded(dt, c)
 
 
 @jit
@@ -561,12 +602,8 @@ def _coefficients(dt, usum, xsum, size, s):
     if s.scale_parameter:
         alpha = max(s.eps2, np.sqrt(xsum / size)) * s.rho
     denom = max(1.0, np.sqrt(usum / size) / s.clip_threshold)
-    coef = np.empty(4, dt)
-    coef[0] = 1.0 - s.weight_decay * alpha
-    coef[1] = alpha / denom
-    coef[2] = s.beta1
-    coef[3] = 1.0 - s.beta1
-    return coef[0], coef[1], coef[2], coef[3]
+    return (_rounded(dt, 1.0 - s.weight_decay * alpha), _rounded(dt, alpha / denom),
+            _rounded(dt, s.beta1), _rounded(dt, 1.0 - s.beta1))
 
 
 @jit

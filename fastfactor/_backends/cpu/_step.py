@@ -34,7 +34,8 @@ def _factored_chunks(g):
 
 
 def _target(x, out):
-    """``(x, inplace)`` for an apply kernel writing into ``out``.
+    """``(src, dst)`` for an apply kernel writing into ``out``: ``dst`` None updates
+    ``src`` in place.
 
     ``out is x``: in place. Another array of x's memory (a view of it, laid out alike)
     is in place too, on that array (the out-of-place loops would fall back to scalar
@@ -42,14 +43,20 @@ def _target(x, out):
     separate memory is written directly from x (x unchanged, no copy).
     """
     if out is x:
-        return x, True
+        return x, None
     if not np.may_share_memory(x, out):
-        return x, False
+        return x, out
     if (x.__array_interface__["data"][0] == out.__array_interface__["data"][0]
             and x.strides == out.strides):
-        return out, True
+        return out, None
     np.copyto(out, x)
-    return out, True
+    return out, None
+
+
+def _moment(m):
+    """The first moment for an apply kernel: None when there is none (an empty array),
+    so that the kernel is compiled without its branch."""
+    return m if m.size else None
 
 
 def factored_stats(x, g, state, s):
@@ -87,9 +94,9 @@ def factored_apply(x, out, g, state, pending, s):
     """
     rn, cn, usum, xsum = pending
     nchunks = _factored_chunks(g)
-    src, inplace = _target(x, out)
+    src, dst = _target(x, out)
     run(k.factored_apply_serial, k.factored_apply_parallel, nchunks,
-        src, out, g, state.row, state.col, rn, cn, state.m, usum, xsum, s, inplace, nchunks)
+        src, dst, g, state.row, state.col, rn, cn, _moment(state.m), usum, xsum, s, nchunks)
 
 
 def unfactored_stats(x, g, state, s):
@@ -107,9 +114,9 @@ def unfactored_apply(x, out, g, state, pending, s):
     and write the new x into ``out`` (may be ``x``) of a flat block."""
     usum, xsum = pending
     nchunks = n_chunks(g.nbytes, g.size)
-    src, inplace = _target(x, out)
+    src, dst = _target(x, out)
     run(k.unfactored_apply_serial, k.unfactored_apply_parallel, nchunks,
-        src, out, g, state.v, state.m, usum, xsum, s, inplace, nchunks)
+        src, dst, g, state.v, _moment(state.m), usum, xsum, s, nchunks)
 
 
 def _one_call(stats, apply, what):

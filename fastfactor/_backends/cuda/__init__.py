@@ -28,6 +28,8 @@ The code, by concern (each module says more):
 - ``_objective``: the objective of a device iterate.
 """
 
+import contextlib
+
 from numba import cuda
 
 from .. import _protocol
@@ -72,6 +74,11 @@ class CudaBackend:
     factored_step = staticmethod(factored_step)
     unfactored_step = staticmethod(unfactored_step)
     as_x0 = staticmethod(as_x0)
+
+    @staticmethod
+    def compile_notice(enabled):
+        # the notice covers the CPU kernels, which take seconds to compile, only
+        return contextlib.nullcontext()
 
     @staticmethod
     def box(lb, ub):

@@ -1,0 +1,81 @@
+"""A line printed just before the CPU kernels compile, for runs that report (``disp``,
+``verbose``) and for the demo.
+
+Numba announces a compilation with its ``numba:compile`` event, which it triggers only
+after looking in the on-disk cache and finding nothing: so the line appears when, and
+only when, a kernel is about to be compiled (seconds), never when it is loaded (a
+fraction of a second). It names the dtype and the kind of block, once per process for
+each, as the kernels of one kind compile together on a block's first step.
+"""
+
+import contextlib
+import threading
+
+from numba.core import event
+
+_SAID = set()  # (dtype, kind, build) announced in this process
+_LOCK = threading.Lock()
+
+
+def _kernels():
+    """``{dispatcher: (kind, build)}`` of the step kernels (their helpers compile inside
+    them, so a kernel's compilation event comes first)."""
+    from . import _kernels as k
+
+    found = {}
+    for kind, prefix in (("matrices", "factored"), ("vectors", "unfactored")):
+        for phase in ("stats", "apply"):
+            for build in ("serial", "parallel"):
+                found[getattr(k, f"{prefix}_{phase}_{build}")] = (kind, build)
+    return found
+
+
+class _Notice(event.Listener):
+    def __init__(self, report):
+        self.report = report
+        self.kernels = _kernels()
+
+    def on_start(self, ev):
+        what = self.kernels.get(ev.data["dispatcher"])
+        if what is None:
+            return
+        kind, build = what
+        dtype = str(ev.data["args"][0].dtype)  # x, the first argument of every kernel
+        with _LOCK:
+            if (dtype, kind, build) in _SAID:
+                return
+            _SAID.add((dtype, kind, build))
+        cached = "cached on disk for later runs" if _disk_cache(ev.data["dispatcher"]) \
+            else "not cached: the disk cache is off"
+        threads = ", multi-threaded" if build == "parallel" else ""
+        self.report(f"fastfactor: compiling the kernels for {dtype} {kind}{threads} "
+                    f"(first use only, {cached}; see python -m fastfactor --precompile)")
+
+    def on_end(self, ev):
+        pass
+
+
+def _disk_cache(dispatcher):
+    from numba.core.caching import NullCache
+
+    return not isinstance(getattr(dispatcher, "_cache", None), (NullCache, type(None)))
+
+
+def _print(line):
+    print(line, flush=True)
+
+
+@contextlib.contextmanager
+def announce_compilation(enabled=True, report=_print):
+    """Within the block, ``report(line)`` (``print`` by default) just before a CPU step
+    kernel compiles for a dtype and kind of block not compiled before in this process.
+    Does nothing when ``enabled`` is false."""
+    if not enabled:
+        yield
+        return
+    listener = _Notice(report)
+    event.register("numba:compile", listener)
+    try:
+        yield
+    finally:
+        event.unregister("numba:compile", listener)
