@@ -1,5 +1,7 @@
 """``adafactor`` (a ``scipy.optimize.minimize`` method) and ``fastfactor.minimize``."""
 
+import sys
+
 from scipy.optimize import OptimizeResult
 
 from . import _driver, _finite_diff
@@ -232,14 +234,24 @@ def _run(fun, x0, args, jac, hess, hessp, bounds, constraints, callback, options
         def report(nit, xk, f, g, data):
             return cb(export(xk), lambda: dict(fun=f, jac=export(g), nit=nit))
 
+    compiled = None
+    if "numba" in sys.modules:  # else fun is no numba.njit function: import stays light
+        from . import _compiled
+        if _compiled.fallback_reason(fun, jac, callback, opt.hyper, solver["device"], opt,
+                                     x.dtype) is None:
+            compiled = _compiled.objective(fun, jac, args, shape, x.dtype)
     with be.compile_notice(solver["disp"]):
-        out = _driver.drive(opt, layout.views, xa, obj, box, gtol, solver["maxiter"],
-                            callback=report)
+        if compiled is not None:
+            out, nfev, njev = _compiled.drive(opt, layout, xa, shape, *compiled, args, box,
+                                              gtol, solver["maxiter"])
+        else:
+            out = _driver.drive(opt, layout.views, xa, obj, box, gtol, solver["maxiter"],
+                                callback=report)
+            nfev, njev = obj.nfev, obj.njev
     message = status_message(MINIMIZE_MESSAGES, out.status, out.error)
     res = OptimizeResult(
         x=be.exporter(x0, shape, owned=True)(out.x), fun=out.f, jac=export(out.g), nit=out.nit,
-        nfev=obj.nfev, njev=obj.njev, status=out.status, success=out.status == 0,
-        message=message)
+        nfev=nfev, njev=njev, status=out.status, success=out.status == 0, message=message)
     if solver["disp"] and not isinstance(out.error, Exception):
         _driver.print_summary(res)
     return conclude(res, out.error, "fastfactor.minimize" if not flat else "adafactor")

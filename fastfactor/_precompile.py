@@ -4,7 +4,8 @@ For container images and clusters, where every fresh process would otherwise pay
 first compilation: one run fills Numba's on-disk cache (``NUMBA_CACHE_DIR``, or the
 ``__pycache__`` beside the package) with the kernels a solve of each float dtype uses,
 factored (``ndim >= 2`` blocks) and unfactored (vectors), serial and, where this machine
-would run them, parallel (blocks of ``FASTFACTOR_PARALLEL_MIN_BYTES`` or more).
+would run them, parallel (blocks of ``FASTFACTOR_PARALLEL_MIN_BYTES`` or more), and the
+solve loop of ``numba.njit`` objectives (``fastfactor._compiled``) without ``args``.
 """
 
 import time
@@ -30,6 +31,20 @@ def _solve(shape, dtype):
     for options in ({"maxiter": 3}, {"maxiter": 3, "beta1": 0.9}):
         minimize(fg, x0, jac=True, options=options)
         minimize(fg, x0, jac=True, bounds=[(-0.5, 0.5)] * x0.size, options=options)
+
+
+def _compiled_loop(dtype):
+    """The whole-solve loop of ``numba.njit`` objectives (``args=()``), which serves
+    every objective of this dtype, matrices and vectors, bounded or not."""
+    import numba
+
+    from . import minimize
+
+    @numba.njit
+    def fg(x):
+        return 0.5 * np.sum(x * x), x.copy()
+
+    minimize(fg, np.ones((2, 2), dtype), jac=True, options={"maxiter": 2})
 
 
 def _steps(shape, dtype):
@@ -77,4 +92,8 @@ def precompile(dtypes=DTYPES, report=print):
                 _steps((rows, 64) if kind == "matrices" else (rows * 64,), dtype)
             report(f"compiled the {name} kernels for {kind} in "
                    f"{time.perf_counter() - t0:.1f} s")
+        t0 = time.perf_counter()
+        _compiled_loop(dtype)
+        report(f"compiled the {name} solve loop for numba.njit objectives in "
+               f"{time.perf_counter() - t0:.1f} s")
     return time.perf_counter() - start

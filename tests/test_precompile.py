@@ -12,9 +12,11 @@ import pytest
 
 #: A later process's uses of the kernels: solves (steps into a new array) and
 #: ``Adafactor.step`` (in place) of matrices and vectors, bounded and not, with and
-#: without momentum, and both big enough for the parallel kernels.
+#: without momentum, and both big enough for the parallel kernels; solves of a
+#: ``numba.njit`` objective (the compiled loop).
 LATER = r"""
 import json
+import numba
 import numpy as np
 import fastfactor
 from fastfactor._backends.cpu import _kernels as K
@@ -35,7 +37,20 @@ for shape in [(4, 3), (12,), (rows, 64), (rows * 64,)]:
     if shape[0] == rows:
         fastfactor.minimize(lambda X: (0.5 * float(np.sum(X ** 2)), X), np.ones(shape),
                             jac=True, options=dict(maxiter=2))
+
+
+@numba.njit
+def fg(x):
+    return 0.5 * np.sum((x - 1.0) ** 2), x - 1.0
+
+
+for shape in [(4, 3), (12,)]:  # the compiled loop, with and without bounds
+    for bounds in [None, [(-0.5, 0.5)] * 12]:
+        fastfactor.minimize(fg, np.zeros(shape), jac=True, bounds=bounds,
+                            options=dict(maxiter=5, beta1=0.9))
+import fastfactor._compiled as compiled
 kernels = [f for f in vars(K).values() if hasattr(f, "stats")]
+kernels += list(compiled._solvers.values())
 print(json.dumps(sum(sum(f.stats.cache_misses.values()) for f in kernels)))
 """
 
@@ -53,6 +68,7 @@ def test_precompiled_kernels_are_not_compiled_again(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "float64 kernels for matrices" in done.stdout
     assert "float64 kernels for vectors" in done.stdout
+    assert "float64 solve loop for numba.njit objectives" in done.stdout
     later = subprocess.run([sys.executable, "-c", LATER], env=_env(tmp_path),
                            capture_output=True, text=True, timeout=600)
     assert later.returncode == 0, later.stderr

@@ -60,6 +60,7 @@ PAGES = {
     "numba.set_num_threads": "user/threading-layer.html#$",
     "numba.get_num_threads": "user/threading-layer.html#$",
     "numba.config.NUMBA_NUM_THREADS": "user/threading-layer.html#$",
+    "numba.njit": "reference/jit-compilation.html#numba.jit",  # jit's nopython form
 }
 
 

@@ -87,13 +87,34 @@ def jit(func):
     return _njit(func)
 
 
-def by_type(func):
+def by_type(func, inline=False):
     """Register the implementation of ``func`` in compiled code chosen while typing its
     arguments (Numba's ``overload``, with the defaults above): the decorated function
     receives the arguments' Numba types and returns the implementation to compile. The
     kernels use it to compile only the variant a call needs, where a branch on a run-time
-    flag would compile every variant."""
-    return numba.extending.overload(func, jit_options=dict(_DEFAULTS))
+    flag would compile every variant. ``inline``: as ``jit_inline``."""
+    return numba.extending.overload(func, jit_options=dict(_DEFAULTS),
+                                    inline="always" if inline else "never")
+
+
+def jit_inline(func):
+    """Compile ``func`` into its callers (inlined in Numba's IR), never on its own.
+
+    For thin layers between a driver and the kernels: Numba optimizes each compiled
+    function together with everything it calls, so every layer of separately compiled
+    functions optimizes the kernels below it once more (seconds per layer)."""
+    return numba.njit(**_DEFAULTS, inline="always")(func)
+
+
+def jit_signature(func, argtypes, cache=True):
+    """``func`` compiled for the Numba types ``argtypes`` only, on a dispatcher of its own
+    that compiles nothing else: an argument whose type differs is converted where Numba
+    can (a compiled function to a declared first-class function type), not compiled
+    for. ``cache=False`` for functions that cannot be cached (closures)."""
+    dispatcher = _njit(func) if cache else numba.njit(**_DEFAULTS)(func)
+    dispatcher.compile(tuple(argtypes))
+    dispatcher.disable_compile()
+    return dispatcher
 
 
 def jit_parallel(func):

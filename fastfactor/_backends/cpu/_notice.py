@@ -15,6 +15,13 @@ from numba.core import event
 
 _SAID = set()  # (dtype, kind, build) announced in this process
 _LOCK = threading.Lock()
+_OTHERS = {}  # python function -> what its compilation is announced as
+
+
+def announce_also(py_func, what):
+    """Announce the compilation of ``py_func`` (compiled elsewhere, e.g. a driver loop
+    calling the kernels) as ``what``, once per dtype and process."""
+    _OTHERS[py_func] = what
 
 
 def _kernels():
@@ -34,25 +41,35 @@ class _Notice(event.Listener):
     def __init__(self, report):
         self.report = report
         self.kernels = _kernels()
+        self.inside = None  # an announced driver being compiled: its kernels go unsaid
 
     def on_start(self, ev):
-        what = self.kernels.get(ev.data["dispatcher"])
-        if what is None:
+        dispatcher = ev.data["dispatcher"]
+        what = self.kernels.get(dispatcher)
+        other = _OTHERS.get(getattr(dispatcher, "py_func", None))
+        if (what is None and other is None) or self.inside is not None:
             return
-        kind, build = what
-        dtype = str(ev.data["args"][0].dtype)  # x, the first argument of every kernel
+        # the dtype of the first array argument (x, for every kernel)
+        dtype = next((str(a.dtype) for a in ev.data["args"] if hasattr(a, "ndim")), "")
+        kind, build = what if what is not None else (other, "")
         with _LOCK:
             if (dtype, kind, build) in _SAID:
                 return
             _SAID.add((dtype, kind, build))
-        cached = "cached on disk for later runs" if _disk_cache(ev.data["dispatcher"]) \
+        cached = "cached on disk for later runs" if _disk_cache(dispatcher) \
             else "not cached: the disk cache is off"
-        threads = ", multi-threaded" if build == "parallel" else ""
-        self.report(f"fastfactor: compiling the kernels for {dtype} {kind}{threads} "
-                    f"(first use only, {cached}; see python -m fastfactor --precompile)")
+        if what is None:
+            self.inside = dispatcher
+            subject = f"{other} in {dtype}"
+        else:
+            threads = ", multi-threaded" if build == "parallel" else ""
+            subject = f"the kernels for {dtype} {kind}{threads}"
+        self.report(f"fastfactor: compiling {subject} (first use only, {cached}; see "
+                    "python -m fastfactor --precompile)")
 
     def on_end(self, ev):
-        pass
+        if ev.data["dispatcher"] is self.inside:
+            self.inside = None
 
 
 def _disk_cache(dispatcher):
