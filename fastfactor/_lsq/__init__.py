@@ -7,117 +7,36 @@ vector, so a sparse matrix or a ``LinearOperator`` works), in the scaled variabl
 ``x / x_scale``; then SciPy's trust-region ``trf`` from its result, which certifies the
 digits (and, when the Adafactor phase did not converge, ``trf`` from x0 as well: the
 lowest cost wins). The measurements behind the defaults are in
-``docs/least_squares.rst``. The modules: ``_residuals`` (problem, scales, Jacobians),
-``_loss``, ``_run`` (the Adafactor phase), ``_finish`` (the trust-region phase),
+``docs/least_squares.rst``. The modules: ``_arguments`` (the keywords and options,
+checked), ``_residuals`` (problem, scales, Jacobians), ``_loss``, ``_run`` (the
+Adafactor phase's evaluation and stop hook), ``_phases`` (both phases run in order,
+shared with ``fastfactor.dask.least_squares``), ``_finish`` (the trust-region phase),
 ``_progress``, ``_curve_fit``.
 """
 
 import math
-import numbers
 
 import numpy as np
 from scipy.optimize import OptimizeResult
 from scipy.sparse.linalg import LinearOperator
 
-from .. import _driver
-from .._backends import get_backend
-from .._blocks import Layout
-from .._callbacks import as_callback
-from .._hyper import make_hyper
-from .._inputs import as_x0, parse_pair_bounds
-from .._interrupts import INTERRUPTED, conclude, status_message
-from .._options import (
-    as_options,
-    cpu_only,
-    flag,
-    nonneg_int,
-    nonneg_real,
-    optional,
-    options_keywords,
-    parse_options,
-    parse_shapes,
-    positive_real,
-)
-from .._stepper import Adafactor
+from .._interrupts import conclude
+from .._options import as_options, options_keywords
+from ._arguments import SOLVER_OPTIONS, check_keywords, parse_arguments
 from ._curve_fit import curve_fit
 from ._finish import finish
-from ._loss import Loss
+from ._phases import (
+    adafactor_phase,
+    print_summary,
+    result_message,
+    spent,
+    trust_region_phases,
+    wants_finish,
+)
 from ._residuals import BudgetSpent, _Residuals, _x_scale
-from ._run import LSQ_MESSAGES, Point, _Run, active_mask
+from ._run import active_mask
 
 __all__ = ["curve_fit", "least_squares"]
-
-
-def relative_step(t):
-    """The default step schedule of :func:`least_squares`: ``rho_t = 0.1 / sqrt(t)``."""
-    return 0.1 / math.sqrt(t)
-
-
-#: Hyper-parameters that differ from Adafactor's own defaults (see the module docs).
-DEFAULT_HYPER = {"lr": relative_step, "beta1": 0.95, "eps2": 0.1}
-#: Adafactor iterations by default: before the finish, and without it.
-MAXITER = {True: 1000, False: 20000}
-#: The options of least_squares (its other settings are SciPy's keywords).
-SOLVER_OPTIONS = {
-    "maxiter": (None, optional(nonneg_int)),
-    "finish": (True, flag),
-    "trf_from_x0": (True, flag),
-    "handover_window": (20, nonneg_int),
-    "handover_rtol": (0.1, nonneg_real),
-    "shapes": (None, None),
-    "device": ("cpu", cpu_only("least_squares")),
-}
-#: Settings that are keywords of least_squares (SciPy's form), not options.
-KEYWORDS = ("method", "ftol", "xtol", "gtol", "x_scale", "loss", "f_scale", "diff_step",
-            "tr_solver", "tr_options", "jac_sparsity", "max_nfev", "verbose")
-#: Other names of those keywords, met in options: the call to show.
-RENAMED = {"disp": "verbose=1", "maxfev": "max_nfev=...", "max_fev": "max_nfev=...",
-           "maxfun": "max_nfev=..."}
-#: SciPy's methods: what to use instead.
-SCIPY_METHODS = ("trf", "dogbox", "lm")
-PHASE_TEXT = {"adafactor": "the Adafactor phase", "trf": "the trf finish",
-              "trf from x0": "trf from x0"}
-
-
-def _check_keywords(method, ftol, xtol, gtol, f_scale, diff_step, tr_solver, tr_options,
-                    max_nfev, verbose, kwargs, options):
-    """Refuse bad keyword values before any evaluation, naming the value and the fix."""
-    if method in SCIPY_METHODS:
-        raise ValueError(
-            f"method={method!r} is one of scipy.optimize.least_squares's own methods; "
-            "fastfactor.least_squares has method='adafactor' (Adafactor, then a 'trf' "
-            "finish by SciPy: options={'finish': False} turns it off). For SciPy's "
-            f"{method!r} alone, call scipy.optimize.least_squares")
-    if method != "adafactor":
-        raise ValueError(f"method must be 'adafactor', got {method!r}")
-    tols = [0.0 if v is None else nonneg_real(name, v)
-            for name, v in (("ftol", ftol), ("xtol", xtol), ("gtol", gtol))]
-    if all(v < np.finfo(float).eps for v in tols):  # SciPy's rule: one test must be able to end
-        raise ValueError("At least one of the tolerances must be higher than machine epsilon "
-                         f"({np.finfo(float).eps:.1e}): ftol={ftol}, xtol={xtol}, gtol={gtol}")
-    positive_real("f_scale", f_scale)
-    if tr_solver not in (None, "exact", "lsmr"):
-        raise ValueError(f"tr_solver must be None, 'exact' or 'lsmr', got {tr_solver!r}")
-    if tr_options is not None and not isinstance(tr_options, dict):
-        raise TypeError(f"tr_options must be a dict, got {type(tr_options).__name__}")
-    if max_nfev is not None and (isinstance(max_nfev, bool) or not isinstance(
-            max_nfev, numbers.Integral) or max_nfev < 1):
-        raise ValueError(f"max_nfev must be None or an integer >= 1, got {max_nfev!r}")
-    if verbose not in (0, 1, 2):  # True and False are 1 and 0, as in SciPy
-        raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
-    if kwargs is not None and not isinstance(kwargs, dict):
-        raise TypeError(f"kwargs must be a dict of keyword arguments of fun and jac, got "
-                        f"{type(kwargs).__name__}")
-    if diff_step is not None:
-        steps = np.asarray(diff_step, dtype=float)
-        if not (np.all(np.isfinite(steps)) and np.all(steps > 0)):
-            raise ValueError(f"diff_step must be None or positive numbers, got {diff_step!r}")
-    moved = [k for k in KEYWORDS + tuple(RENAMED) if k in options]
-    if moved:
-        name = moved[0]
-        fix = RENAMED.get(name, f"{name}=...")
-        raise TypeError(f"{name!r} is a keyword argument of fastfactor.least_squares, as in "
-                        f"SciPy, not an option: call least_squares(fun, x0, ..., {fix})")
 
 
 @options_keywords(SOLVER_OPTIONS)
@@ -334,126 +253,40 @@ def least_squares(fun, x0, jac="2-point", bounds=(-np.inf, np.inf), method="adaf
     True
     """  # noqa: E501 -- numpydoc needs the hyper-parameter names on one line (test_hyper_lists)
     options = as_options(options)
-    _check_keywords(method, ftol, xtol, gtol, f_scale, diff_step, tr_solver, tr_options,
-                    max_nfev, verbose, kwargs, options)
+    check_keywords(method, ftol, xtol, gtol, f_scale, diff_step, tr_solver, tr_options,
+                   max_nfev, verbose, kwargs, options)
     if workers is not None:
         raise ValueError("workers is not supported: fastfactor.least_squares evaluates "
                          "fun serially (pass workers=None)")
-    verbose = int(verbose)
-    tolerances = dict(ftol=ftol, xtol=xtol, gtol=gtol)  # None: that test off, as in SciPy
-    solver, hyper = parse_options(options, SOLVER_OPTIONS)
-    hyper = dict(DEFAULT_HYPER, **hyper)
-    make_hyper(hyper, "options")
-    loss_fn = Loss(loss, f_scale)
-    x = as_x0(x0)
-    if not callable(fun):
-        raise TypeError(f"fun must be callable (x, *args) -> residuals, got {fun!r}")
-    if not isinstance(args, tuple):
-        args = (args,)
-    box = parse_pair_bounds(bounds, x)
-    if box is not None and (np.any(box[0] == np.inf) or np.any(box[1] == -np.inf)):
-        raise ValueError("bounds cannot be met: a lower bound is +inf or an upper bound "
-                         "-inf; use -np.inf and np.inf for no bound")
-    lb, ub = (None, None) if box is None else (b.reshape(x.shape) for b in box)
-    if lb is not None:
-        np.clip(x, lb, ub, out=x)
-    layout = Layout(parse_shapes(solver["shapes"], x.shape))
-    cb = as_callback(callback)
-    steps = None if diff_step is None else np.asarray(diff_step, dtype=float).reshape(-1)
-    problem = _Residuals(fun, "2-point" if jac is None else jac, args, kwargs or {}, x.shape,
-                         lb, ub, loss_fn, steps, jac_sparsity, max_nfev)
+    a = parse_arguments(fun, x0, bounds, options, ftol, xtol, gtol, loss, f_scale,
+                        diff_step, verbose, args, callback, "(x, *args)")
+    x = a.x
+    problem = _Residuals(fun, "2-point" if jac is None else jac, a.args, kwargs or {},
+                         x.shape, a.lb, a.ub, a.loss, a.steps, jac_sparsity, max_nfev)
     try:
         first = problem.evaluate(x)
-    except BudgetSpent as spent:  # max_nfev below what x0's Jacobian takes
-        first = (spent.args[0], None, spent.args[1], spent.args[2])
+    except BudgetSpent as budget:  # max_nfev below what x0's Jacobian takes
+        first = (budget.args[0], None, budget.args[1], budget.args[2])
     if not math.isfinite(first[2]):
         raise ValueError("Residuals are not finite in the initial point.")
     if tr_solver == "exact" and first[1] is not None and not isinstance(first[1], np.ndarray):
         raise ValueError(f"tr_solver='exact' needs a dense Jacobian; jac gives a "
                          f"{type(first[1]).__name__}: use tr_solver='lsmr' (or None)")
     scale = _x_scale(x_scale, x, first[1])
-    maxiter = MAXITER[solver["finish"]] if solver["maxiter"] is None else solver["maxiter"]
-    handover = (solver["handover_window"], solver["handover_rtol"]) if solver["finish"] else (
-        0, 0.0)
-    run = _Run(problem, scale, lb, ub, gtol or 0.0, xtol or 0.0, cb, verbose, maxiter,
-               handover)
-    at_x0 = run.start(x, first)
-    if first[1] is None:  # the budget is spent: the result at x0, without a Jacobian
-        point = run.outcome()._replace(status=0)
-        return _result(point, "adafactor", {"adafactor": _Counts(problem).phase(point)},
-                       problem, lb, ub, run, verbose, loss_fn)
-    x0_point = Point(x, first[0], first[1], run.first[3], first[2], 0, 0)
-    counts = _Counts(problem)
-    if at_x0 is not None or maxiter == 0:
-        point = run.outcome()
-        if at_x0 is None:
-            point = point._replace(status=0)
-    else:
-        if max_nfev is not None and solver["finish"]:  # keep half for the finish
-            problem.max_nfev = min(max(max_nfev // 2, problem.nfev), max_nfev)
-        point = _adafactor_phase(run, x, scale, box, layout, hyper, maxiter, verbose)
-        problem.max_nfev = max_nfev
-    phases = {"adafactor": counts.phase(point)}
-    best, best_name = point, "adafactor"
-    if solver["finish"] and point.error is None and point.status != -2 and not _spent(problem):
-        settings = _finish_settings(tolerances, x_scale, scale, first[1], loss, f_scale,
-                                    tr_solver, tr_options, verbose)
-        best, best_name = _trust_region_phases(
-            problem, point, x0_point, lb, ub, settings, cb, run.negligible, counts, phases,
-            solver["trf_from_x0"])
-    return _result(best, best_name, phases, problem, lb, ub, run, verbose, loss_fn)
+    phase = adafactor_phase(problem, a, first, scale, max_nfev)
+    best, best_name = phase.point, "adafactor"
+    if wants_finish(phase, a) and not spent(problem):
+        settings = _finish_settings(a.tolerances, x_scale, scale, first[1], loss, f_scale,
+                                    tr_solver, tr_options, a.verbose)
 
+        def finish_from(start, nit0):
+            return finish(problem, start, a.lb, a.ub, settings, a.callback, nit0,
+                          phase.run.negligible)[0]
 
-def _adafactor_phase(run, x, scale, box, layout, hyper, maxiter, verbose):
-    """Adafactor on the driver from x, in the scaled variables: the phase's Point."""
-    z0 = (x / scale).astype(x.dtype).reshape(-1)
-    zbox = None if box is None else (box[0] / run.scale, box[1] / run.scale)
-    opt = Adafactor(layout.shapes, **hyper)
-    with get_backend("cpu").compile_notice(verbose >= 1):
-        out = _driver.drive(opt, layout.views, z0, run.evaluate, zbox, None, maxiter,
-                            stop=run.stop)
-    return run.outcome(out)
-
-
-def _trust_region_phases(problem, point, x0_point, lb, ub, settings, cb, negligible, counts,
-                         phases, from_x0):
-    """SciPy's trf from the Adafactor phase's ``point`` and, when that phase did not
-    converge or the finish ended on a plateau, from x0: the best ``(Point, phase)``."""
-    best, best_name = point, "adafactor"
-    done, _ = finish(problem, point if point.J is not None else x0_point, lb, ub, settings,
-                     cb, point.nit, negligible)
-    phases["trf"] = counts.phase(done)
-    if done.error is not None or done.status == -2 or done.cost <= best.cost:
-        best, best_name = done, "trf"
-    again = point.status not in (1, 3) or done.status not in (1, 2, 3, 4)
-    if not (from_x0 and again and point.nit > 0 and best.error is None
-            and best.status != -2 and not _spent(problem)):
-        return best, best_name
-    other, _ = finish(problem, x0_point, lb, ub, settings, cb, point.nit + done.nit,
-                      negligible)
-    phases["trf from x0"] = counts.phase(other)
-    if other.error is not None or other.cost < best.cost:
-        return other, "trf from x0"
-    if other.status == -2:  # stopped by the callback: still the lowest cost
-        best = best._replace(status=-2)
-    return best, best_name
-
-
-def _spent(problem):
-    return problem.max_nfev is not None and problem.nfev >= problem.max_nfev
-
-
-class _Counts:
-    """Each phase's evaluations, as the difference of the problem's counts."""
-
-    def __init__(self, problem):
-        self.p, self.nfev, self.njev = problem, 0, 0
-
-    def phase(self, point):
-        res = OptimizeResult(cost=point.cost, status=point.status, nit=point.nit,
-                             nfev=self.p.nfev - self.nfev, njev=self.p.njev - self.njev)
-        self.nfev, self.njev = self.p.nfev, self.p.njev
-        return res
+        best, best_name = trust_region_phases(problem, phase, finish_from,
+                                              a.solver["trf_from_x0"])
+    return _result(best, best_name, phase.phases, problem, a.lb, a.ub, phase.run, a.verbose,
+                   a.loss)
 
 
 def _finish_settings(tolerances, x_scale, scale, J0, loss, f_scale, tr_solver, tr_options,
@@ -475,21 +308,12 @@ def _result(point, phase, phases, problem, lb, ub, run, verbose, loss):
     finite = g is not None and np.all(np.isfinite(g))
     if g is None:
         g = np.full(x.shape, np.nan)
-    active = active_mask(x, lb, ub)
     status = point.status
-    message = status_message(LSQ_MESSAGES, status, point.error)
-    if status != INTERRUPTED:
-        nit = phases["adafactor"].nit
-        message += (f" x is from {PHASE_TEXT[phase]}"
-                    + (f" (after {nit} Adafactor iterations)." if phase == "trf" else "."))
     res = OptimizeResult(
         x=x.copy(), cost=point.cost, fun=r.copy(), jac=loss.modified_jacobian(J, r), grad=g,
         optimality=run.optimality(x, g) if finite else math.nan,
-        active_mask=active, nfev=problem.nfev, njev=problem.njev,
+        active_mask=active_mask(x, lb, ub), nfev=problem.nfev, njev=problem.njev,
         nit=phases["adafactor"].nit, status=status, success=status in (1, 2, 3, 4),
-        message=message, phase=phase, phases=phases)
-    if verbose >= 1 and not isinstance(point.error, Exception):
-        print(res.message)
-        print(f"Function evaluations {res.nfev}, initial cost {run.initial_cost:.4e}, "
-              f"final cost {res.cost:.4e}, first-order optimality {res.optimality:.2e}.")
+        message=result_message(point, phase, phases), phase=phase, phases=phases)
+    print_summary(res, point, run, verbose)
     return conclude(res, point.error, "fastfactor.least_squares")

@@ -36,7 +36,8 @@ def _columns(J, idx, n):
 
 class _Finish:
     """One SciPy ``trf`` run from a :class:`Point`; ``current`` is its last iterate
-    whose Jacobian is known, as a Point."""
+    whose Jacobian is known, as a Point. ``fastfactor.dask`` subclasses it for its
+    reduced problem (``fun``, ``jac``, ``_residuals_field``, ``_end_point``)."""
 
     def __init__(self, problem, start, lb, ub, callback, nit0):
         self.p, self.shape, self.dtype = problem, start.x.shape, start.x.dtype
@@ -85,11 +86,23 @@ class _Finish:
         self.nit += 1
         if self.callback is None:
             return
-        x, r = self.current.x, self.current.r
-        if self.callback(x.copy(), lambda: dict(
-                cost=self.current.cost, fun=r.copy(), nit=self.nit0 + self.nit,
+        point = self.current
+        if self.callback(point.x.copy(), lambda: dict(
+                cost=point.cost, fun=self._residuals_field(point), nit=self.nit0 + self.nit,
                 nfev=self.p.nfev)):
             raise StopIteration
+
+    def _residuals_field(self, point):
+        """The callback's ``fun``: the residuals at ``point``."""
+        return point.r.copy()
+
+    def _end_point(self, x, res):
+        """The :class:`Point` at ``x``, where SciPy ended without asking for J."""
+        point = Point(x, self.p.residuals64(x), None, None, float(res.cost), 0, 0)
+        J = self.p.jacobian(x, point.r)
+        cost, w = self.p.loss.evaluate(point.r)
+        rw = point.r if w is None else w * point.r
+        return point._replace(J=J, g=_rmatvec(J, rw).reshape(self.shape), cost=cost)
 
     def run(self, settings):
         """The finish's :class:`Point` (``nit`` its iterations) and SciPy's result (None
@@ -116,11 +129,7 @@ class _Finish:
         x = self._x(res.x)
         point = self.current
         if not np.array_equal(point.x, x):  # SciPy ended where J was not asked (rare)
-            point = Point(x, self.p.residuals64(x), None, None, float(res.cost), 0, 0)
-            J = self.p.jacobian(x, point.r)
-            cost, w = self.p.loss.evaluate(point.r)
-            rw = point.r if w is None else w * point.r
-            point = point._replace(J=J, g=_rmatvec(J, rw).reshape(self.shape), cost=cost)
+            point = self._end_point(x, res)
         return point._replace(status=int(res.status), nit=self.nit), res
 
 
