@@ -286,8 +286,9 @@ def test_a_large_x_keeps_the_python_loop(monkeypatch, used):
     _assert_identical(a, b)
 
 
-def test_the_first_call_of_the_loop_is_one_iteration(monkeypatch):
-    """So that a slow objective's run sees Ctrl-C after one evaluation."""
+def _interrupt_at_call(monkeypatch, n):
+    """Make the ``n``-th call of the compiled loop raise KeyboardInterrupt (as a Ctrl-C
+    arriving between calls would)."""
     solver = compiled._solver
     calls = []
 
@@ -296,34 +297,26 @@ def test_the_first_call_of_the_loop_is_one_iteration(monkeypatch):
 
         def run(*args):
             calls.append(1)
-            if len(calls) == 2:
+            if len(calls) == n:
                 raise KeyboardInterrupt
             return solve(*args)
         return run
 
     monkeypatch.setattr(compiled, "_solver", interrupting)
+
+
+def test_the_first_call_of_the_loop_is_one_iteration(monkeypatch):
+    """So that a slow objective's run sees Ctrl-C after one evaluation."""
+    _interrupt_at_call(monkeypatch, 2)
     res = fastfactor.minimize(quartic_fg, np.zeros(5), jac=True, options={"maxiter": 500})
     assert res.status == 98 and res.nit == 1
 
 
 def test_ctrl_c_between_calls_keeps_the_iterate(monkeypatch):
-    """The loop returns to Python every ``FIRST_CALL`` iterations or so; a Ctrl-C there
-    ends the run (status 98) at the iterate reached, as the Python loop's would."""
+    """A Ctrl-C between calls of the loop ends the run (status 98) at the iterate
+    reached, as the Python loop's would."""
     monkeypatch.setattr(compiled, "CALL_SECONDS", 0.0)  # one iteration a call
-    solver = compiled._solver
-    calls = []
-
-    def interrupting(argtypes):
-        solve = solver(argtypes)
-
-        def run(*args):
-            calls.append(1)
-            if len(calls) == 15:
-                raise KeyboardInterrupt
-            return solve(*args)
-        return run
-
-    monkeypatch.setattr(compiled, "_solver", interrupting)
+    _interrupt_at_call(monkeypatch, 15)
     res = fastfactor.minimize(quartic_fg, np.zeros((4, 3)), jac=True, options={"maxiter": 500})
     assert res.status == 98 and res.nit == 14
     monkeypatch.setattr(compiled, "ENABLED", False)
