@@ -71,19 +71,47 @@ def _steps(shape, dtype):
                                       s)
 
 
+def cache_folder():
+    """Where the kernels are cached: Numba's ``NUMBA_CACHE_DIR``, or the ``__pycache__``
+    folders beside the package; None when the disk cache is off or has no writable
+    location (then a precompilation would keep nothing)."""
+    import numba
+
+    from ._backends.cpu import _jit
+    from ._backends.cpu import _kernels as k
+
+    if not _jit.CACHE:
+        return None
+    cache = getattr(k.factored_stats_serial, "_cache", None)
+    path = getattr(cache, "cache_path", None)
+    if path is None:
+        return None
+    return numba.config.CACHE_DIR or path
+
+
 def precompile(dtypes=DTYPES, report=print):
-    """Compile (or load from the cache) the kernels for ``dtypes``; returns seconds."""
+    """Compile (or load from the cache) the kernels for ``dtypes`` (``"float32"``,
+    ``"float64"``; repeats are done once); returns seconds. ValueError for another
+    dtype name, and when the disk cache is off (nothing would be kept)."""
     import numba
 
     from ._backends.cpu._threads import PARALLEL_MIN_BYTES
 
+    names = list(dict.fromkeys(dtypes))
+    for name in names:
+        if name not in DTYPES:
+            raise ValueError(f"precompile takes float32 and float64, got {name!r}")
+    if cache_folder() is None:
+        raise ValueError("the kernels' disk cache is off (FASTFACTOR_NUMBA_CACHE=0, or no "
+                         "writable cache folder): a precompilation would keep nothing; "
+                         "unset FASTFACTOR_NUMBA_CACHE or set NUMBA_CACHE_DIR to a "
+                         "writable folder")
     start = time.perf_counter()
     parallel = numba.config.NUMBA_NUM_THREADS > 1
-    for name in dtypes:
+    for name in names:
         dtype = np.dtype(name)
-        if dtype not in (np.float32, np.float64):
-            raise ValueError(f"precompile takes float32 and float64, got {name!r}")
         for kind, shape in (("matrices", (8, 4)), ("vectors", (8,))):
+            report(f"compiling the {name} kernels for {kind} ...")
             t0 = time.perf_counter()
             _solve(shape, dtype)
             _steps(shape, dtype)
@@ -92,6 +120,7 @@ def precompile(dtypes=DTYPES, report=print):
                 _steps((rows, 64) if kind == "matrices" else (rows * 64,), dtype)
             report(f"compiled the {name} kernels for {kind} in "
                    f"{time.perf_counter() - t0:.1f} s")
+        report(f"compiling the {name} solve loop for numba.njit objectives ...")
         t0 = time.perf_counter()
         _compiled_loop(dtype)
         report(f"compiled the {name} solve loop for numba.njit objectives in "

@@ -69,17 +69,28 @@ def test_precompiled_kernels_are_not_compiled_again(tmp_path):
     assert "float64 kernels for matrices" in done.stdout
     assert "float64 kernels for vectors" in done.stdout
     assert "float64 solve loop for numba.njit objectives" in done.stdout
+    assert done.stdout.count("compiling the float64") == 3  # a line before each part
+    assert f"(in {tmp_path})" in done.stdout
     later = subprocess.run([sys.executable, "-c", LATER], env=_env(tmp_path),
                            capture_output=True, text=True, timeout=600)
     assert later.returncode == 0, later.stderr
     assert json.loads(later.stdout.strip().splitlines()[-1]) == 0
 
 
-def test_a_dtype_it_cannot_compile_for_is_refused(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "fastfactor", "--precompile", "float16"],
+@pytest.mark.parametrize("name", ["float16", "Float64", "f8", "float"])
+def test_a_dtype_it_cannot_compile_for_is_refused(tmp_path, name):
+    done = subprocess.run([sys.executable, "-m", "fastfactor", "--precompile", name],
                           env=_env(tmp_path), capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
-    assert "float32 and float64" in done.stderr
+    assert f"precompile takes float32 and float64, got {name!r}" in done.stderr
+
+
+def test_with_the_disk_cache_off_nothing_is_compiled(tmp_path):
+    env = dict(_env(tmp_path), FASTFACTOR_NUMBA_CACHE="0")
+    done = subprocess.run([sys.executable, "-m", "fastfactor", "--precompile", "float64"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "disk cache is off" in done.stderr and not done.stdout
 
 
 def test_without_arguments_the_demo_runs(monkeypatch):

@@ -56,16 +56,18 @@ class _Notice(event.Listener):
             if (dtype, kind, build) in _SAID:
                 return
             _SAID.add((dtype, kind, build))
-        cached = "cached on disk for later runs" if _disk_cache(dispatcher) \
-            else "not cached: the disk cache is off"
+        if _disk_cache(dispatcher):
+            when = ("first use only, cached on disk for later runs; see python -m "
+                    "fastfactor --precompile")
+        else:
+            when = "not cached: the disk cache is off, so every process compiles again"
         if what is None:
             self.inside = dispatcher
             subject = f"{other} in {dtype}"
         else:
             threads = ", multi-threaded" if build == "parallel" else ""
             subject = f"the kernels for {dtype} {kind}{threads}"
-        self.report(f"fastfactor: compiling {subject} (first use only, {cached}; see "
-                    "python -m fastfactor --precompile)")
+        self.report(f"fastfactor: compiling {subject} ({when})")
 
     def on_end(self, ev):
         if ev.data["dispatcher"] is self.inside:
