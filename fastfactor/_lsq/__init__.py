@@ -284,7 +284,7 @@ def least_squares(fun, x0, jac="2-point", bounds=(-np.inf, np.inf), method="adaf
                           phase.run.negligible)[0]
 
         best, best_name = trust_region_phases(problem, phase, finish_from,
-                                              a.solver["trf_from_x0"])
+                                              a.solver["trf_from_x0"], a.verbose)
     return _result(best, best_name, phase.phases, problem, a.lb, a.ub, phase.run, a.verbose,
                    a.loss)
 

@@ -90,12 +90,15 @@ def wants_finish(phase, a):
             and point.status != -2)
 
 
-def trust_region_phases(problem, phase, finish_from, from_x0):
+def trust_region_phases(problem, phase, finish_from, from_x0, verbose=0):
     """SciPy's trf from the Adafactor phase's point and, when that phase did not
     converge or the finish ended on a plateau (and ``from_x0``), from x0: the best
-    ``(Point, phase name)``; ``finish_from(start, nit0)`` runs one finish, a Point."""
+    ``(Point, phase name)``; ``finish_from(start, nit0)`` runs one finish, a Point.
+    With ``verbose >= 2`` a line names each run before SciPy's iteration table."""
     point, x0_point, counts, phases = phase.point, phase.x0_point, phase.counts, phase.phases
     best, best_name = point, "adafactor"
+    if verbose >= 2:
+        print("trf from the Adafactor phase's result:", flush=True)
     done = finish_from(point if point.J is not None else x0_point, point.nit)
     phases["trf"] = counts.phase(done)
     if done.error is not None or done.status == -2 or done.cost <= best.cost:
@@ -104,6 +107,9 @@ def trust_region_phases(problem, phase, finish_from, from_x0):
     if not (from_x0 and again and point.nit > 0 and best.error is None
             and best.status != -2 and not spent(problem)):
         return best, best_name
+    if verbose >= 2:
+        print("trf from x0 (the Adafactor phase did not converge by itself, or the finish "
+              "ended on a plateau):", flush=True)
     other = finish_from(x0_point, point.nit + done.nit)
     phases["trf from x0"] = counts.phase(other)
     if other.error is not None or other.cost < best.cost:

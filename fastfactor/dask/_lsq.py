@@ -398,7 +398,7 @@ def least_squares(fun, x0, *arrays, jac="2-point", bounds=(-np.inf, np.inf),
                            nit0, phase.run.negligible)
 
         best, best_name = trust_region_phases(problem, phase, finish_from,
-                                              a.solver["trf_from_x0"])
+                                              a.solver["trf_from_x0"], a.verbose)
     return _result(best, best_name, phase, problem, a, fun, partitions)
 
 
