@@ -105,3 +105,18 @@ def test_nothing_is_said_when_the_kernels_are_already_in_memory(capsys):
     capsys.readouterr()
     fastfactor.minimize(_fg, x0, jac=True, options={"maxiter": 2, "disp": True})
     assert NOTICE not in capsys.readouterr().out
+
+
+def test_with_the_disk_cache_off_the_line_says_every_process_compiles():
+    code = ("import numpy as np, fastfactor\n"
+            "from fastfactor._backends.cpu._notice import announce_compilation\n"
+            "with announce_compilation():\n"
+            "    fastfactor.Adafactor([(5,)]).step([np.ones(5, np.float32)],"
+            " [np.ones(5, np.float32)])\n")
+    env = dict(os.environ, FASTFACTOR_NUMBA_CACHE="0", NUMBA_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"{NOTICE} float32 vectors (not cached: the disk cache is off, so every process "
+        "compiles again)"]
