@@ -10,6 +10,8 @@ process (in ``setup``, seconds) and the first evaluation warms it; skipped
 (``NotImplementedError``) where Dask is not installed.
 """
 
+import sys
+
 import numpy as np
 
 from ._common import LARGE_TIMING, SMALL_TIMING, pick, timing
@@ -25,9 +27,12 @@ def _client():
     """The process's cluster and client (NotImplementedError without Dask)."""
     if "client" not in _CLUSTER:
         try:
+            import cloudpickle
             from distributed import Client, LocalCluster
         except ImportError:
             raise NotImplementedError("dask.distributed is not installed") from None
+        # the workers cannot import this suite's modules: send its functions by value
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                dashboard_address=":0")
         _CLUSTER.update(cluster=cluster, client=Client(cluster))
