@@ -10,8 +10,6 @@ process (in ``setup``, seconds) and the first evaluation warms it; skipped
 (``NotImplementedError``) where Dask is not installed.
 """
 
-import sys
-
 import numpy as np
 
 from ._common import LARGE_TIMING, SMALL_TIMING, pick, timing
@@ -27,25 +25,27 @@ def _client():
     """The process's cluster and client (NotImplementedError without Dask)."""
     if "client" not in _CLUSTER:
         try:
-            import cloudpickle
             from distributed import Client, LocalCluster
         except ImportError:
             raise NotImplementedError("dask.distributed is not installed") from None
-        # the workers cannot import this suite's modules: send its functions by value
-        cloudpickle.register_pickle_by_value(sys.modules[__name__])
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                dashboard_address=":0")
         _CLUSTER.update(cluster=cluster, client=Client(cluster))
     return _CLUSTER["client"]
 
 
-def _trivial(x, A):
-    return 0.0, np.zeros_like(x)
+def _objectives():
+    """The benchmarks' ``fg``s, made here as local functions: the workers cannot import
+    this suite's modules, and Dask sends local functions by value (cloudpickle) where
+    it sends module-level ones by reference."""
 
+    def trivial(x, A):
+        return 0.0, np.zeros_like(x)
 
-def _scaled(x, A):
-    # a gradient of x's size at the cost of one pass over it: the reduction is timed
-    return float(A[0, 0]), x * A[0, 0]
+    def scaled(x, A):
+        # a gradient of x's size at the cost of one pass over it: the reduction is timed
+        return float(A[0, 0]), x * A[0, 0]
+    return trivial, scaled
 
 
 def _datasum(fg, rows, cols):
@@ -63,7 +63,7 @@ def _datasum(fg, rows, cols):
 class DaskOverhead:
     def setup(self):
         if "overhead" not in _CLUSTER:
-            _CLUSTER["overhead"] = _datasum(_trivial, 800, 4)
+            _CLUSTER["overhead"] = _datasum(_objectives()[0], 800, 4)
         self.ds, self.x = _CLUSTER["overhead"], np.zeros(50)
         self.ds(self.x)
 
@@ -76,7 +76,7 @@ class DaskReduction:
     def setup(self):
         rows, side = REDUCTION
         if "reduction" not in _CLUSTER:
-            _CLUSTER["reduction"] = _datasum(_scaled, rows, 4)
+            _CLUSTER["reduction"] = _datasum(_objectives()[1], rows, 4)
         self.ds = _CLUSTER["reduction"]
         self.x = np.random.default_rng(1).standard_normal((side, side))
         self.ds(self.x)
