@@ -65,18 +65,24 @@ class Loss:
         self.spec = loss
         self.f_scale = float(f_scale)
 
+    def derivatives(self, f):
+        """``(z, rho)`` at the flat residuals ``f``: ``z = (f / f_scale)**2`` and the
+        ``(3, m)`` float64 array of ``rho(z)``, ``rho'(z)``, ``rho''(z)``; ValueError
+        when a callable loss returns another shape."""
+        z = f * f / self.f_scale ** 2
+        rho = np.asarray(self.rho(z), dtype=float)
+        if rho.shape != (3, f.size):
+            raise ValueError(f"the loss callable must return an array of shape (3, m) = "
+                             f"{(3, f.size)}, got {rho.shape}")
+        return z, rho
+
     def evaluate(self, f):
         """``(cost, w)``: the cost at the flat residuals ``f`` and the weights ``w`` of
         its gradient ``J.T @ (w * f)`` (None for the linear loss, whose weights are 1)."""
         if self.linear:  # the plain sum, without (3, m) temporaries
             return 0.5 * float(np.dot(f, f)), None
-        C2 = self.f_scale ** 2
-        z = f * f / C2
-        rho = np.asarray(self.rho(z), dtype=float)
-        if rho.shape != (3, f.size):
-            raise ValueError(f"the loss callable must return an array of shape (3, m) = "
-                             f"{(3, f.size)}, got {rho.shape}")
-        return 0.5 * C2 * float(np.sum(rho[0])), rho[1]
+        _, rho = self.derivatives(f)
+        return 0.5 * self.f_scale ** 2 * float(np.sum(rho[0])), rho[1]
 
     def modified_jacobian(self, J, f):
         """SciPy's ``res.jac`` under a robust loss: the rows of J scaled by
@@ -85,8 +91,7 @@ class Loss:
         J itself for the linear loss."""
         if self.linear or J is None:
             return J
-        z = f * f / self.f_scale ** 2
-        rho = np.asarray(self.rho(z), dtype=float)
+        z, rho = self.derivatives(f)
         s = np.sqrt(np.maximum(rho[1] + 2 * z * rho[2], np.finfo(float).eps))
         if isinstance(J, LinearOperator):
             return aslinearoperator(sp.diags(s)) @ J

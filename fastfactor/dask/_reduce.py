@@ -85,11 +85,7 @@ def scaled(loss, r):
     if loss.linear:
         return 0.5 * float(r @ r), r, None
     C2 = loss.f_scale ** 2
-    z = r * r / C2
-    rho = np.asarray(loss.rho(z), dtype=float)
-    if rho.shape != (3, r.size):
-        raise ValueError(f"the loss callable must return an array of shape (3, m) = "
-                         f"{(3, r.size)}, got {rho.shape}")
+    _, rho = loss.derivatives(r)
     s = np.sqrt(np.maximum(rho[1] + 2 * rho[2] / C2 * r * r, EPS))
     return 0.5 * C2 * float(np.sum(rho[0])), rho[1] * r / s, s
 
