@@ -30,7 +30,7 @@ import numpy as np
 from numba.core import types
 
 from ._backends.cpu import _kernels as k
-from ._backends.cpu._jit import by_type, jit
+from ._backends.cpu._jit import by_type, jit, jit_inline
 from ._blocks import FLOAT_DTYPES, kernel_shape
 from ._compiled._loop import hyper_array, scalars
 from ._hyper import make_hyper, signature_with_hyper
@@ -175,17 +175,21 @@ def _moment_fits_variant(m, shape):
     return lambda m, shape: m.shape == shape
 
 
-def _factored_step(x, g, state):
+@jit_inline
+def _check_shapes(x, g, state):
     if x.shape != g.shape:
         raise ValueError("g must have x's shape")
-    if x.shape != state.shape:
+    if x.shape != state.shape or not _moment_fits(state.m, x.shape):
         raise ValueError("the state is not the state of a block of x's shape")
+
+
+def _factored_step(x, g, state):
+    _check_shapes(x, g, state)
     n, m = x.shape[-2], x.shape[-1]
     nb = 1
     for i in range(x.ndim - 2):  # the product of the leading dimensions
         nb *= x.shape[i]
-    if (state.row.shape != (nb, n) or state.col.shape != (nb, m)
-            or not _moment_fits(state.m, x.shape)):
+    if state.row.shape != (nb, n) or state.col.shape != (nb, m):
         raise ValueError("the state is not the state of a block of x's shape")
     if x.size == 0:
         return True
@@ -204,11 +208,8 @@ def _factored_step(x, g, state):
 
 
 def _flat_step(x, g, state):
-    if x.shape != g.shape:
-        raise ValueError("g must have x's shape")
-    if x.shape != state.shape:
-        raise ValueError("the state is not the state of a block of x's shape")
-    if state.v.size != x.size or not _moment_fits(state.m, x.shape):
+    _check_shapes(x, g, state)
+    if state.v.size != x.size:
         raise ValueError("the state is not the state of a block of x's shape")
     if x.size == 0:
         return True
