@@ -237,8 +237,7 @@ def _run(fun, x0, args, jac, hess, hessp, bounds, constraints, callback, options
     compiled = None
     if "numba" in sys.modules:  # else fun is no numba.njit function: import stays light
         from . import _compiled
-        if _compiled.fallback_reason(fun, jac, callback, opt.hyper, solver["device"], opt,
-                                     x.dtype) is None:
+        if _compiled.fallback_reason(fun, jac, callback, solver["device"], opt, x) is None:
             compiled = _compiled.objective(fun, jac, args, shape, x.dtype)
     with be.compile_notice(solver["disp"]):
         if compiled is not None:

@@ -61,8 +61,9 @@ _adapters = {}  # (fun, jac, shape, dtype, args type) -> fg, the oldest dropped 
 ADAPTERS_KEPT = 64
 
 
-def fallback_reason(fun, jac, callback, hyper, device, opt, dtype):
-    """Why the run cannot be compiled (a short phrase), or None when it can."""
+def fallback_reason(fun, jac, callback, device, opt, x):
+    """Why the run of ``opt`` (the stepper) from ``x`` cannot be compiled (a short
+    phrase), or None when it can."""
     if not ENABLED:
         return "the compiled loop is turned off"
     fun, jac = _unwrapped(fun, jac)
@@ -74,11 +75,9 @@ def fallback_reason(fun, jac, callback, hyper, device, opt, dtype):
         return "a callback is given"
     if device != "cpu":
         return "device is not the CPU"
-    if callable(hyper.lr):
+    if callable(opt.hyper.lr):
         return "lr is a Python callable"
-    itemsize = np.dtype(dtype).itemsize
-    if sum(int(np.prod(s)) for s in opt.shapes) * itemsize >= min(MAX_BYTES,
-                                                                  PARALLEL_MIN_BYTES):
+    if x.nbytes >= min(MAX_BYTES, PARALLEL_MIN_BYTES):
         return "x is large: the Python loop's own cost is small there"
     return None
 
