@@ -149,6 +149,21 @@ def _check_real(name, value, lo=None, lo_open=False, hint=""):
 HYPER_NAMES = tuple(f.name for f in fields(Hyper))
 
 
+class InverseSqrt:
+    """The schedule ``rho_t = c / sqrt(t)`` as a callable ``lr`` whose constant compiled
+    loops can read (``fastfactor._compiled``), where a Python function would keep the
+    run in the Python loop; ``t`` is the 1-based step."""
+
+    def __init__(self, c):
+        self.c = float(c)
+
+    def __call__(self, t):
+        return self.c / math.sqrt(t)
+
+    def __repr__(self):
+        return f"<rho_t = {self.c!r} / sqrt(t)>"
+
+
 def make_hyper(kwargs, where):
     """``Hyper(**kwargs)``, with unknown names refused as Python refuses a keyword."""
     unknown = sorted(set(kwargs) - set(HYPER_NAMES))

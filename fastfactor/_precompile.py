@@ -4,8 +4,10 @@ For container images and clusters, where every fresh process would otherwise pay
 first compilation: one run fills Numba's on-disk cache (``NUMBA_CACHE_DIR``, or the
 ``__pycache__`` beside the package) with the kernels a solve of each float dtype uses,
 factored (``ndim >= 2`` blocks) and unfactored (vectors), serial and, where this machine
-would run them, parallel (blocks of ``FASTFACTOR_PARALLEL_MIN_BYTES`` or more), and the
-solve loop of ``numba.njit`` objectives (``fastfactor._compiled``) without ``args``.
+would run them, parallel (blocks of ``FASTFACTOR_PARALLEL_MIN_BYTES`` or more), the
+reductions of ``least_squares``, and the loops of ``numba.njit`` objectives and residuals
+(``fastfactor._compiled``) without ``args``, and of ``curve_fit``'s ``numba.njit`` models
+on 1-D float64 data.
 """
 
 import time
@@ -45,6 +47,46 @@ def _compiled_loop(dtype):
         return 0.5 * np.sum(x * x), x.copy()
 
     minimize(fg, np.ones((2, 2), dtype), jac=True, options={"maxiter": 2})
+
+
+def _least_squares(dtype, compiled):
+    """A tiny ``least_squares`` of Python residuals (its reductions, the kernels with
+    float64 gradients) or of ``numba.njit`` ones (the loop of its Adafactor phase)."""
+    from . import least_squares
+
+    def res(x):
+        return x - 1.0
+
+    def jac(x):
+        return np.eye(x.size)
+
+    if compiled:
+        import numba
+
+        res, jac = numba.njit(res), numba.njit(jac)
+    least_squares(res, np.zeros(3, dtype), jac, options={"maxiter": 2, "finish": False})
+
+
+def _curve_fit(dtype):
+    """A tiny ``curve_fit`` of a ``numba.njit`` model and Jacobian on 1-D data: the loop
+    for its ``args`` (the data, float64; ``curve_fit`` fits in float64 only)."""
+    import numba
+
+    from . import curve_fit
+
+    @numba.njit
+    def line(x, a, b):
+        return a * x + b
+
+    @numba.njit
+    def line_jac(x, a, b):
+        J = np.empty((x.size, 2))
+        J[:, 0] = x
+        J[:, 1] = 1.0
+        return J
+
+    x = np.linspace(0.0, 1.0, 5)
+    curve_fit(line, x, 2.0 * x + 1.0, p0=[1.0, 0.0], jac=line_jac, options={"maxiter": 2})
 
 
 def _steps(shape, dtype):
@@ -120,9 +162,16 @@ def precompile(dtypes=DTYPES, report=print):
                 _steps((rows, 64) if kind == "matrices" else (rows * 64,), dtype)
             report(f"compiled the {name} kernels for {kind} in "
                    f"{time.perf_counter() - t0:.1f} s")
-        report(f"compiling the {name} solve loop for numba.njit objectives ...")
-        t0 = time.perf_counter()
-        _compiled_loop(dtype)
-        report(f"compiled the {name} solve loop for numba.njit objectives in "
-               f"{time.perf_counter() - t0:.1f} s")
+        for what, compile_it in (
+                ("solve loop for numba.njit objectives", _compiled_loop),
+                ("least_squares reductions and kernels", lambda d: _least_squares(d, False)),
+                ("least_squares loop for numba.njit residuals",
+                 lambda d: _least_squares(d, True)),
+                ("curve_fit loop for numba.njit models", _curve_fit)):
+            if compile_it is _curve_fit and dtype != np.float64:
+                continue
+            report(f"compiling the {name} {what} ...")
+            t0 = time.perf_counter()
+            compile_it(dtype)
+            report(f"compiled the {name} {what} in {time.perf_counter() - t0:.1f} s")
     return time.perf_counter() - start

@@ -48,9 +48,21 @@ for shape in [(4, 3), (12,)]:  # the compiled loop, with and without bounds
     for bounds in [None, [(-0.5, 0.5)] * 12]:
         fastfactor.minimize(fg, np.zeros(shape), jac=True, bounds=bounds,
                             options=dict(maxiter=5, beta1=0.9))
+for residuals, jacobian in [(lambda x: x - 1.0, lambda x: np.eye(x.size)),
+                            (numba.njit(lambda x: x - 1.0), numba.njit(lambda x: np.eye(x.size)))]:
+    for bounds in [(-np.inf, np.inf), (-0.5, 0.5)]:  # least squares, both loops
+        fastfactor.least_squares(residuals, np.zeros(4), jacobian, bounds=bounds,
+                                 options=dict(maxiter=5, finish=False))
+line = numba.njit(lambda x, a, b: a * x + b)
+line_jac = numba.njit(lambda x, a, b: np.column_stack((x, np.ones_like(x))))
+for sigma in [None, 0.5]:  # curve_fit's compiled residuals on 1-D data
+    fastfactor.curve_fit(line, t, 2.0 * t + 1.0, sigma=sigma, jac=line_jac)
 import fastfactor._compiled as compiled
+import fastfactor._compiled._lsq as compiled_lsq
+from fastfactor._lsq import _reductions
 kernels = [f for f in vars(K).values() if hasattr(f, "stats")]
-kernels += list(compiled._solvers.values())
+kernels += [f for f in vars(_reductions).values() if hasattr(f, "stats")]
+kernels += list(compiled._solvers.values()) + list(compiled_lsq._solvers.values())
 print(json.dumps(sum(sum(f.stats.cache_misses.values()) for f in kernels)))
 """
 
@@ -69,7 +81,9 @@ def test_precompiled_kernels_are_not_compiled_again(tmp_path):
     assert "float64 kernels for matrices" in done.stdout
     assert "float64 kernels for vectors" in done.stdout
     assert "float64 solve loop for numba.njit objectives" in done.stdout
-    assert done.stdout.count("compiling the float64") == 3  # a line before each part
+    assert "float64 least_squares loop for numba.njit residuals" in done.stdout
+    assert "float64 curve_fit loop for numba.njit models" in done.stdout
+    assert done.stdout.count("compiling the float64") == 6  # a line before each part
     assert f"(in {tmp_path})" in done.stdout
     later = subprocess.run([sys.executable, "-c", LATER], env=_env(tmp_path),
                            capture_output=True, text=True, timeout=600)

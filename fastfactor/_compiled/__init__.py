@@ -16,6 +16,9 @@ with the same results (``fallback_reason`` says why):
 The loop itself is compiled once per dtype, type of ``args`` and variant (bounds,
 momentum) and cached on disk; the objective enters as a first-class function of a
 fixed signature (``_objective``), so a new objective costs only its own compilation.
+
+``_lsq`` and ``_lsq_loop`` do the same for the Adafactor phase of
+``fastfactor.least_squares`` (compiled residuals and Jacobian, the linear loss).
 """
 
 import time

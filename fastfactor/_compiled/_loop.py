@@ -24,7 +24,7 @@ from numba.core import types
 from .._backends.cpu import _kernels as k
 from .._backends.cpu._jit import by_type, jit_inline
 from .._driver import _MARGIN
-from .._hyper import StepScalars
+from .._hyper import InverseSqrt, StepScalars
 
 # ist slots; from INFO on, the objective's ``info`` (``_objective``: counts, a wrong
 # gradient's shape)
@@ -33,8 +33,8 @@ STARTED, NIT, T, STATUS, CURRENT, PREPARED, INFO = range(7)
 RUNNING = -1
 # fst slots
 F, GM = range(2)
-# hyper slots
-LR, DECAY, EPS1, EPS2, CLIP, BETA1, WD, SCALE, WARMUP = range(9)
+# hyper slots (LR_INVSQRT: the c of an lr schedule ``c / sqrt(t)``, else 0)
+LR, DECAY, EPS1, EPS2, CLIP, BETA1, WD, SCALE, WARMUP, LR_INVSQRT = range(10)
 # block table columns (one table of the factored blocks, one of the flat ones): offset
 # in x, size, B, n, m, and where a factored block's rows / columns start in the row /
 # column statistics
@@ -43,11 +43,14 @@ OFF, SIZE, NB, NR, NC, ROFF, COFF = range(7)
 
 def hyper_array(h):
     """A ``Hyper``'s per-step inputs as the float64 array ``scalars`` reads (slots
-    above; an ``lr`` of None is NaN). ``h.lr`` must not be callable."""
-    lr = np.nan if h.lr is None else float(h.lr)
+    above; an ``lr`` of None is NaN). ``h.lr`` must not be callable but for an
+    ``InverseSqrt`` schedule."""
+    invsqrt = h.lr.c if isinstance(h.lr, InverseSqrt) else 0.0
+    lr = np.nan if h.lr is None or invsqrt else float(h.lr)
     return np.array([lr, h.decay_rate, h.eps1, h.eps2, h.clip_threshold,
                      0.0 if h.beta1 is None else h.beta1, h.weight_decay,
-                     float(bool(h.scale_parameter)), float(bool(h.warmup_init))], np.float64)
+                     float(bool(h.scale_parameter)), float(bool(h.warmup_init)), invsqrt],
+                    np.float64)
 
 
 @jit_inline
@@ -55,7 +58,9 @@ def scalars(hyper, t):
     """``Hyper.scalars(t)``: the step's ``StepScalars``, computed as the host does."""
     beta2 = 1.0 - t ** hyper[DECAY]
     lr = hyper[LR]
-    if lr != lr:  # NaN: the relative step
+    if hyper[LR_INVSQRT] > 0.0:
+        rho = hyper[LR_INVSQRT] / math.sqrt(t)
+    elif lr != lr:  # NaN: the relative step
         if hyper[WARMUP] != 0.0:
             rho = min(1e-6 * t, 1.0 / math.sqrt(t))
         else:
@@ -153,6 +158,22 @@ def _commit(x, out, g, ftable, utable, row, col, v, mom, rn, cn, fsums, usums, s
 
 
 @jit_inline
+def _scan(at, grad, bounded, lb, ub, ftable, utable, row, col, v, rn, cn, fsums, usums, s,
+          gtol):
+    """``fastfactor._driver._scan``: ``(measure, prepared)`` of the gradient at ``at``.
+    Without bounds the statistics pass of the next step (``s``) doubles as the finiteness
+    check and the gradient test (``gtol`` -inf: no test); ``measure`` is NaN or inf
+    when the gradient is not finite."""
+    if bounded:
+        return k._max_abs_projected(at, grad, lb, ub), False
+    glow = _prepare(at, grad, ftable, utable, row, col, v, rn, cn, fsums, usums, s)
+    prepared = glow >= 0.0
+    if prepared and glow > gtol * (1 + _MARGIN):
+        return glow, True
+    return k._max_abs(grad), prepared
+
+
+@jit_inline
 def _clip(x, lb, ub):
     """``np.clip(x, lb, ub, out=x)``, element by element (the same rounding)."""
     for i in range(x.shape[0]):
@@ -196,18 +217,8 @@ def solve(fg, args, xa, xb, ga, gb, bounded, lb, ub, use_mom, mom, row, col, v, 
         else:
             at, grad = x, g
         f = fg(at, grad, args, ist[INFO:])
-        # ``fastfactor._driver._scan``: the statistics pass doubles as the gradient test
-        prepared = False
-        if bounded:
-            gm = k._max_abs_projected(at, grad, lb, ub)
-        else:
-            glow = _prepare(at, grad, ftable, utable, row, col, v, rn, cn, fsums, usums,
-                            scalars(hyper, ist[T] + 1))
-            prepared = glow >= 0.0
-            if prepared and glow > gtol * (1 + _MARGIN):
-                gm = glow
-            else:
-                gm = k._max_abs(grad)
+        gm, prepared = _scan(at, grad, bounded, lb, ub, ftable, utable, row, col, v, rn, cn,
+                             fsums, usums, scalars(hyper, ist[T] + 1), gtol)
         if not (math.isfinite(f) and math.isfinite(gm)):
             # after an update, it is discarded (nit counts those leading to x); at x0,
             # the run ends there, with its values

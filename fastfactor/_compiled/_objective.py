@@ -11,6 +11,8 @@ closure over the user's functions and x0's shape, so it is compiled (not cached)
 per objective: the objective's own compilation.
 """
 
+import functools
+
 import numba
 import numpy as np
 from numba.core import types
@@ -100,3 +102,82 @@ def adapter(fun, jac, shape, dtype, args_type):
 
     argtypes, _ = signature(dtype, args_type)
     return jit_signature(fg, argtypes, cache=False)
+
+
+# --- least squares: the residuals and the Jacobian, apart -----------------------------
+
+class ResidualCountError(ValueError):
+    """Raised in compiled code when ``fun`` returns another number of residuals than at
+    x0 (``info[BAD_SHAPE]`` holds it); the host raises the Python loop's error instead."""
+
+
+class JacobianShapeError(ValueError):
+    """Raised in compiled code for a Jacobian of a shape the Python loop refuses (``info``
+    has it); the host raises the Python loop's error instead."""
+
+
+@functools.lru_cache(maxsize=64)
+def lsq_signatures(dtype, args_type):
+    """The first-class function types of ``res(x, r, args, info)`` and ``jac(x, J, args,
+    info)``: x flat in x0's dtype, ``r`` float64 ``(m,)``, ``J`` float64 ``(m, n)``."""
+    flat = types.Array(numba.from_dtype(np.dtype(dtype)), 1, "C")
+    info = types.Array(types.int64, 1, "C")
+    res = (flat, types.Array(types.float64, 1, "C"), args_type, info)
+    jac = (flat, types.Array(types.float64, 2, "C"), args_type, info)
+    return (res, types.FunctionType(types.none(*res))), (jac, types.FunctionType(types.none(*jac)))
+
+
+@jit
+def _store_residuals(out, r, info):
+    """The residuals ``out`` (any shape, taken flat) into ``r`` as float64; their number
+    must be r's (x0's)."""
+    flat = np.ravel(out)
+    if flat.size != r.shape[0]:
+        info[BAD_NDIM] = 1
+        info[BAD_SHAPE] = flat.size
+        raise ResidualCountError("fun returned another number of residuals than at x0")
+    for i in range(r.shape[0]):
+        r[i] = flat[i]
+
+
+@jit
+def _store_jacobian(out, J, shape, info):
+    """The Jacobian ``out`` into the ``(m, n)`` float64 ``J``, for the shapes the Python
+    loop takes: ``(m, n)``, ``(m,) + shape``, ``(n,)`` for one residual, any ``m``
+    elements for one unknown."""
+    m, n = J.shape
+    ok = out.ndim == 2 and out.shape[0] == m and out.shape[1] == n
+    if not ok and out.ndim == len(shape) + 1 and out.shape[0] == m:
+        ok = True
+        for i in range(len(shape)):
+            ok = ok and out.shape[i + 1] == shape[i]
+    ok = ok or (m == 1 and out.ndim == 1 and out.shape[0] == n) or (n == 1 and out.size == m)
+    if not ok:
+        info[BAD_NDIM] = out.ndim
+        for i in range(min(out.ndim, MAX_NDIM)):
+            info[BAD_SHAPE + i] = out.shape[i]
+        raise JacobianShapeError("jac returned a Jacobian of another shape")
+    flat = np.ravel(out)
+    for i in range(m):
+        for j in range(n):
+            J[i, j] = flat[i * n + j]
+
+
+def lsq_adapters(fun, jac, shape, dtype, args_type):
+    """``(res, jac)`` for the compiled residuals ``fun`` and Jacobian ``jac`` of
+    least squares; raises Numba's error when they do not compile for x's type. The
+    counts advance where ``_lsq._residuals._Residuals`` advances them."""
+    shape = tuple(int(d) for d in shape)
+    user_jac = jac
+
+    def res(x, r, args, info):
+        info[NFEV] += 1
+        _store_residuals(fun(x.reshape(shape).copy(), *args), r, info)
+
+    def jacobian(x, J, args, info):
+        info[NJEV] += 1
+        _store_jacobian(user_jac(x.reshape(shape).copy(), *args), J, shape, info)
+
+    (res_types, _), (jac_types, _) = lsq_signatures(dtype, args_type)
+    return (jit_signature(res, res_types, cache=False),
+            jit_signature(jacobian, jac_types, cache=False))

@@ -11,7 +11,8 @@ lowest cost wins). The measurements behind the defaults are in
 checked), ``_residuals`` (problem, scales, Jacobians), ``_loss``, ``_run`` (the
 Adafactor phase's evaluation and stop hook), ``_phases`` (both phases run in order,
 shared with ``fastfactor.dask.least_squares``), ``_finish`` (the trust-region phase),
-``_progress``, ``_curve_fit``.
+``_progress``, ``_curve_fit``, ``_reductions`` (``½‖r‖²`` and ``Jᵀr``, compiled, shared
+with the compiled loop of the Adafactor phase in ``fastfactor._compiled._lsq``).
 """
 
 import math
@@ -22,7 +23,7 @@ from scipy.sparse.linalg import LinearOperator
 
 from .._interrupts import conclude
 from .._options import as_options, options_keywords
-from ._arguments import SOLVER_OPTIONS, check_keywords, parse_arguments
+from ._arguments import SOLVER_OPTIONS, check_initial_cost, check_keywords, parse_arguments
 from ._curve_fit import curve_fit
 from ._finish import finish
 from ._phases import (
@@ -219,6 +220,9 @@ def least_squares(fun, x0, jac="2-point", bounds=(-np.inf, np.inf), method="adaf
     depends on its parameters (a peak moved off the data), the gradient is tiny too;
     that is status -4, not success.
     The differences from SciPy that remain are listed in ``docs/least_squares.rst``.
+    When ``fun`` and ``jac`` are ``numba.njit`` functions (with the linear loss, no
+    ``callback``, ``kwargs`` or ``verbose=2``), the Adafactor phase runs in one compiled
+    loop, with the same result to the bit; see "Compiled objectives" in the docs.
 
     Examples
     --------
@@ -267,8 +271,7 @@ def least_squares(fun, x0, jac="2-point", bounds=(-np.inf, np.inf), method="adaf
         first = problem.evaluate(x)
     except BudgetSpent as budget:  # max_nfev below what x0's Jacobian takes
         first = (budget.args[0], None, budget.args[1], budget.args[2])
-    if not math.isfinite(first[2]):
-        raise ValueError("Residuals are not finite in the initial point.")
+    check_initial_cost(first[2], first[0])
     if tr_solver == "exact" and first[1] is not None and not isinstance(first[1], np.ndarray):
         raise ValueError(f"tr_solver='exact' needs a dense Jacobian; jac gives a "
                          f"{type(first[1]).__name__}: use tr_solver='lsmr' (or None)")

@@ -15,7 +15,7 @@ import numpy as np
 
 from .._blocks import Layout
 from .._callbacks import as_callback
-from .._hyper import make_hyper
+from .._hyper import InverseSqrt, make_hyper
 from .._inputs import as_x0, parse_pair_bounds
 from .._options import (
     cpu_only,
@@ -29,12 +29,8 @@ from .._options import (
 )
 from ._loss import Loss
 
-
-def relative_step(t):
-    """The default step schedule of :func:`least_squares`: ``rho_t = 0.1 / sqrt(t)``."""
-    return 0.1 / math.sqrt(t)
-
-
+#: The default step schedule of :func:`least_squares`: ``rho_t = 0.1 / sqrt(t)``.
+relative_step = InverseSqrt(0.1)
 #: Hyper-parameters that differ from Adafactor's own defaults (see ``fastfactor._lsq``).
 DEFAULT_HYPER = {"lr": relative_step, "beta1": 0.95, "eps2": 0.1}
 #: Adafactor iterations by default: before the finish, and without it.
@@ -100,6 +96,18 @@ def check_keywords(method, ftol, xtol, gtol, f_scale, diff_step, tr_solver, tr_o
                         f"SciPy, not an option: call least_squares(fun, x0, ..., {fix})")
 
 
+def check_initial_cost(cost, r):
+    """SciPy's ValueError when the cost at x0 is not finite; residuals ``r`` (an array,
+    or None) that are finite but whose cost overflows get an error saying so."""
+    if math.isfinite(cost):
+        return
+    if isinstance(r, np.ndarray) and r.size and np.all(np.isfinite(r)):
+        raise ValueError(f"The cost at the initial point overflows float64: the residuals "
+                         f"reach {float(np.max(np.abs(r))):.3g}; divide them by a typical "
+                         "magnitude (or start nearer the data)")
+    raise ValueError("Residuals are not finite in the initial point.")
+
+
 class Arguments(NamedTuple):
     """What :func:`parse_arguments` makes of the arguments common to both front ends."""
 
@@ -132,7 +140,9 @@ def parse_arguments(fun, x0, bounds, options, ftol, xtol, gtol, loss, f_scale, d
     x = as_x0(x0)
     if not callable(fun):
         raise TypeError(f"fun must be callable {signature} -> residuals, got {fun!r}")
-    if not isinstance(args, tuple):
+    if isinstance(args, list):  # SciPy unpacks any sequence into fun(x, *args)
+        args = tuple(args)
+    elif not isinstance(args, tuple):
         args = (args,)
     box = parse_pair_bounds(bounds, x)
     if box is not None and (np.any(box[0] == np.inf) or np.any(box[1] == -np.inf)):

@@ -2,7 +2,9 @@
 
 The input handling (``p0``, ``sigma``, ``bounds``, ``check_finite``, ``nan_policy``), the
 whitening of residuals and Jacobian and the covariance follow SciPy's ``curve_fit`` on its
-``least_squares`` path (methods 'trf' and 'dogbox'): only the solver differs.
+``least_squares`` path (methods 'trf' and 'dogbox'): only the solver differs. A model
+and Jacobian compiled with ``numba.njit`` are handed to the solver as compiled wrappers
+(``_compiled_model``), which compute what the Python closures compute, to the bit.
 """
 
 import inspect
@@ -14,6 +16,8 @@ import scipy.sparse as sp
 from scipy.linalg import LinAlgError, cholesky, solve_triangular, svd
 from scipy.optimize import Bounds, OptimizeWarning
 from scipy.sparse.linalg import LinearOperator
+
+from ._compiled_model import compiled_problem, solve
 
 __all__ = ["curve_fit"]
 
@@ -135,6 +139,12 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, check_
     ``J^T J``. Without `absolute_sigma` it is multiplied by ``2 cost / (M - N)``. With a
     robust ``loss``, SciPy's formula is kept as is: ``cost`` is then the robust cost.
 
+    When `f` and `jac` are both ``numba.njit`` functions, `xdata` is an array and `sigma`
+    is None, a scalar or 1-D, the solver gets compiled residuals and Jacobian (its
+    Adafactor phase can then run compiled), with the same results to the bit; a 2-D
+    `sigma`, any other `xdata`, a Python or finite-difference `jac`, or a model that
+    does not compile for the data keep the Python closures.
+
     Examples
     --------
     An exponential decay ``y = a exp(-b t) + c``, compared with SciPy:
@@ -198,8 +208,8 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, check_
         r = np.ravel(np.asarray(f(xdata, *params)) - ydata)
         return r if whiten is None else whiten(r)
 
+    user_jac = jac
     if callable(jac):
-        user_jac = jac
 
         def jac(params):
             J = user_jac(xdata, *params)
@@ -215,7 +225,8 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, check_
     if jac is not None:
         kwargs["jac"] = jac
 
-    res = least_squares(resid, p0, bounds=bounds, **kwargs)
+    compiled = compiled_problem(f, user_jac, xdata, ydata, whiten, p0, kwargs)
+    res = solve(least_squares, resid, p0, bounds, kwargs, compiled)
     if not res.success:
         raise RuntimeError("Optimal parameters not found: " + res.message)
 

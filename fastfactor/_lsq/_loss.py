@@ -80,7 +80,9 @@ class Loss:
         """``(cost, w)``: the cost at the flat residuals ``f`` and the weights ``w`` of
         its gradient ``J.T @ (w * f)`` (None for the linear loss, whose weights are 1)."""
         if self.linear:  # the plain sum, without (3, m) temporaries
-            return 0.5 * float(np.dot(f, f)), None
+            from ._reductions import sum_squares  # as the compiled loop sums it
+
+            return 0.5 * sum_squares(f), None
         _, rho = self.derivatives(f)
         return 0.5 * self.f_scale ** 2 * float(np.sum(rho[0])), rho[1]
 

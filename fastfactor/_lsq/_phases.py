@@ -8,6 +8,8 @@ in memory, or the reduced problem of ``fastfactor.dask``). The result's message 
 the ``verbose`` summary are shared too.
 """
 
+import math
+import sys
 from typing import Any, NamedTuple
 
 from scipy.optimize import OptimizeResult
@@ -16,6 +18,7 @@ from .. import _driver
 from .._backends import get_backend
 from .._interrupts import INTERRUPTED, status_message
 from .._stepper import Adafactor
+from ._residuals import _Residuals
 from ._run import LSQ_MESSAGES, Point, _Run
 
 PHASE_TEXT = {"adafactor": "the Adafactor phase", "trf": "the trf finish",
@@ -56,7 +59,8 @@ def adafactor_phase(problem, a, first, scale, max_nfev):
     rw)`` at ``a.x`` (``a``: the :class:`~._arguments.Arguments`), in the variables
     ``x / scale``; before a finish it may use half of ``max_nfev``."""
     tol = a.tolerances
-    run = _Run(problem, scale, a.lb, a.ub, tol["gtol"] or 0.0, tol["xtol"] or 0.0,
+    # a tolerance of None or 0 turns its test off (as in SciPy, whose tests are strict)
+    run = _Run(problem, scale, a.lb, a.ub, tol["gtol"] or -math.inf, tol["xtol"] or math.nan,
                a.callback, a.verbose, a.maxiter, a.handover)
     at_x0 = run.start(a.x, first)
     counts = Counts(problem)
@@ -75,11 +79,29 @@ def adafactor_phase(problem, a, first, scale, max_nfev):
         zbox = None if a.box is None else (a.box[0] / run.scale, a.box[1] / run.scale)
         opt = Adafactor(a.layout.shapes, **a.hyper)
         with get_backend("cpu").compile_notice(a.verbose >= 1):
-            out = _driver.drive(opt, a.layout.views, z0, run.evaluate, zbox, None,
-                                a.maxiter, stop=run.stop)
+            out = _compiled_phase(run, problem, opt, a, z0, zbox)
+            if out is None:
+                out = _driver.drive(opt, a.layout.views, z0, run.evaluate, zbox, None,
+                                    a.maxiter, stop=run.stop)
         point = run.outcome(out)
         problem.max_nfev = max_nfev
     return Phase(run, point, x0_point, counts, {"adafactor": counts.phase(point)})
+
+
+def _compiled_phase(run, problem, opt, a, z0, zbox):
+    """The phase in the compiled loop (``fastfactor._compiled._lsq``) when the problem's
+    residuals and Jacobian are ``numba.njit`` functions it covers, else None."""
+    if not isinstance(problem, _Residuals) or "numba" not in sys.modules:
+        return None
+    from .._compiled import _lsq
+
+    if _lsq.fallback_reason(problem, a, opt, a.x) is not None:
+        return None
+    compiled = _lsq.adapters(problem, a.x.shape, a.x.dtype)
+    if compiled is None:
+        return None
+    return _lsq.drive(run, problem, opt, a.layout, z0, zbox, compiled, problem.max_nfev,
+                      a.maxiter)
 
 
 def wants_finish(phase, a):

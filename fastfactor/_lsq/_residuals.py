@@ -55,6 +55,17 @@ def _column_norms(J, n):
     return np.linalg.norm(J, axis=0)
 
 
+def count_message(size, m):
+    """The error for ``size`` residuals where x0 had ``m``."""
+    return f"fun returned {size} residuals, but {m} at x0; their number must not change"
+
+
+def jacobian_shape_message(shape, m, n):
+    """The error for a dense Jacobian of ``shape`` with ``m`` residuals, ``n`` unknowns."""
+    return (f"jac returned an array of shape {tuple(shape)}; expected (m, n) = {(m, n)} "
+            f"(or (m,) + x0.shape) for {m} residuals and {n} unknowns")
+
+
 # --- residuals and Jacobians ---------------------------------------------------------
 
 class _Residuals:
@@ -95,8 +106,7 @@ class _Residuals:
                 raise ValueError("fun returned no residuals; it must return at least one")
             self.m = r.size
         elif r.size != self.m:
-            raise ValueError(f"fun returned {r.size} residuals, but {self.m} at x0; "
-                             "their number must not change")
+            raise ValueError(count_message(r.size, self.m))
         return r
 
     def residuals64(self, x):
@@ -113,7 +123,8 @@ class _Residuals:
         r = self.residuals64(x)
         cost, w = self.loss.evaluate(r)
         rw = r if w is None else w * r
-        if not math.isfinite(cost) or not np.all(np.isfinite(rw)):
+        if not math.isfinite(cost) or (w is not None and not np.all(np.isfinite(rw))):
+            # with unit weights (w None) the cost ½‖r‖² is finite only if every r_i is
             return r, None, cost, rw
         try:
             return r, self.jacobian(x, r), cost, rw
@@ -130,7 +141,8 @@ class _Residuals:
 
     def _check_jac(self, J):
         m, n = self.m, self.n
-        if isinstance(J, LinearOperator) or sp.issparse(J):
+        # an exact ndarray, the common case, is neither: skip the two class tests
+        if type(J) is not np.ndarray and (isinstance(J, LinearOperator) or sp.issparse(J)):
             if tuple(J.shape) != (m, n):
                 raise ValueError(f"jac returned a {type(J).__name__} of shape {J.shape}, "
                                  f"expected (m, n) = {(m, n)}")
@@ -141,9 +153,7 @@ class _Residuals:
         one_unknown = n == 1 and J.size == m  # a 0-d or 1-element x0: J as (m,), (m, 1), ...
         if J.shape not in ((m, n), (m,) + tuple(self.shape)) and not (
                 m == 1 and J.shape == (n,)) and not one_unknown:
-            raise ValueError(f"jac returned an array of shape {J.shape}; expected (m, n) = "
-                             f"{(m, n)} (or (m,) + x0.shape) for {m} residuals and "
-                             f"{n} unknowns")
+            raise ValueError(jacobian_shape_message(J.shape, m, n))
         return J.reshape(m, n)
 
     def _finite_difference(self, x, r0):
@@ -190,4 +200,8 @@ def _rmatvec(J, r):
     """``J.T @ r`` as a flat float array, for dense, sparse and LinearOperator J."""
     if isinstance(J, LinearOperator):
         return np.asarray(J.rmatvec(r), dtype=float).reshape(-1)
+    if isinstance(J, np.ndarray) and J.ndim == 2 and J.dtype.kind in "biuf":
+        from ._reductions import rmatvec  # as the compiled loop computes it
+
+        return rmatvec(np.ascontiguousarray(J), np.asarray(r, dtype=float))
     return np.asarray(J.T @ r, dtype=float).reshape(-1)

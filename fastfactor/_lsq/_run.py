@@ -184,8 +184,10 @@ class _Run:
         end = self.converged(x, J, rw, g)
         if end is not None:  # on a plateau nothing moves: end the phase there too
             return end
-        dz = z - z_prev
-        if math.sqrt(dz @ dz) <= self.xtol * (self.xtol + math.sqrt(z @ z)):
+        from ._reductions import sum_squares  # as the compiled loop sums them
+
+        if math.sqrt(sum_squares(z - z_prev)) <= self.xtol * (
+                self.xtol + math.sqrt(sum_squares(z))):
             return "xtol"
         if self.recent is not None:
             # the first-order tail: the trust region converges faster from here

@@ -17,7 +17,7 @@ from scipy.optimize import OptimizeResult, OptimizeWarning
 from scipy.sparse.linalg import LinearOperator
 
 from .._interrupts import conclude
-from .._lsq._arguments import SOLVER_OPTIONS, check_keywords, parse_arguments
+from .._lsq._arguments import SOLVER_OPTIONS, check_initial_cost, check_keywords, parse_arguments
 from .._lsq._finish import _Finish as _LocalFinish
 from .._lsq._phases import (
     adafactor_phase,
@@ -374,8 +374,7 @@ def least_squares(fun, x0, *arrays, jac="2-point", bounds=(-np.inf, np.inf),
     a = a._replace(callback=None if a.callback is None else _NoResiduals(a.callback))
 
     first = problem.evaluate(x)  # one evaluation, finite differences included: no budget
-    if not math.isfinite(first[2]):
-        raise ValueError("Residuals are not finite in the initial point.")
+    check_initial_cost(first[2], first[0])
     problem.max_nfev = max_nfev
     scale = _x_scale(x_scale, x, first[1] if isinstance(first[1], np.ndarray) else None)
     phase = adafactor_phase(problem, a, first, scale, max_nfev)
