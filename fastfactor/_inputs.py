@@ -1,6 +1,8 @@
 """The user's inputs, checked once for every front end: x0, bounds, constraints, the
 objective's value and gradient."""
 
+import numbers
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import Bounds
@@ -98,8 +100,15 @@ def parse_pair_bounds(bounds, x):
             "scipy.optimize.least_squares, or a scipy.optimize.Bounds; got "
             f"{bounds!r}")
     lo, hi = bounds
+    if _no_bound(lo, -np.inf) and _no_bound(hi, np.inf):  # the default: nothing to check
+        return None
     # a side given as None is no bound on that side
     return parse_bounds(Bounds(-np.inf if lo is None else lo, np.inf if hi is None else hi), x)
+
+
+def _no_bound(side, infinity):
+    """Whether one side of a bounds pair is None or the scalar ``infinity``."""
+    return side is None or (isinstance(side, numbers.Real) and side == infinity)
 
 
 def check_constraints(constraints):

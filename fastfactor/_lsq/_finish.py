@@ -34,6 +34,12 @@ def _columns(J, idx, n):
     return J[:, idx]
 
 
+def _same(a, b):
+    """``np.array_equal(a, b)`` of two flat float arrays, without its conversions (SciPy
+    asks for J right after the residuals at the same x: this test runs every iteration)."""
+    return a.shape == b.shape and bool((a == b).all())
+
+
 class _Finish:
     """One SciPy ``trf`` run from a :class:`Point`; ``current`` is its last iterate
     whose Jacobian is known, as a Point. ``fastfactor.dask`` subclasses it for its
@@ -48,17 +54,18 @@ class _Finish:
             if fixed.any():
                 self.idx = np.flatnonzero(~fixed)
         self.lb, self.ub = lb, ub
+        self.pending = None  # (x, r, J, nit) of the last J, until `current` is asked
         self.current = start
         self.last_r = None  # (flat x, r) of the last residuals SciPy asked for
         self.callback, self.nit0, self.nit = callback, nit0, 0
 
     def _x(self, xf):
-        x = self.template.copy()
-        if self.idx is None:
-            x[:] = xf
+        if self.idx is None:  # one new array: SciPy's iterate cast to x0's dtype
+            x = np.asarray(xf, dtype=float).astype(self.dtype).reshape(self.shape)
         else:
+            x = self.template.copy()
             x[self.idx] = xf
-        x = x.astype(self.dtype).reshape(self.shape)
+            x = x.astype(self.dtype).reshape(self.shape)
         if self.lb is not None:  # SciPy's iterates are inside; undo a cast's rounding
             np.clip(x, self.lb, self.ub, out=x)
         return x
@@ -70,16 +77,36 @@ class _Finish:
 
     def jac(self, xf):
         x = self._x(xf)
-        if self.last_r is not None and np.array_equal(self.last_r[0], xf):
+        if self.last_r is not None and _same(self.last_r[0], xf):
             r = self.last_r[1]
         else:
             r = self.p.residuals64(x)
         J = self.p.jacobian(x, r)
-        cost, w = self.p.loss.evaluate(r)
-        rw = r if w is None else w * r
-        g = _rmatvec(J, rw).reshape(self.shape)
-        self.current = Point(x, r, J, g, cost, 0, self.nit)
+        self.pending = (x, r, J, self.nit)
+        if not (self.p.loss.linear and type(J) is np.ndarray and J.dtype == np.float64):
+            # at once: older SciPy scales r and J in place under a robust loss, and
+            # other Jacobians' products may raise (later would not give the same Point)
+            self._settle()
         return _columns(J, self.idx, self.template.size)
+
+    @property
+    def current(self):
+        """The :class:`Point` of the last J; its cost and gradient are computed when
+        asked (by the callback, at the end), not at every iterate."""
+        self._settle()
+        return self._current
+
+    @current.setter
+    def current(self, point):
+        self.pending, self._current = None, point
+
+    def _settle(self):
+        """``current`` from ``pending``, when there is one."""
+        if self.pending is not None:
+            x, r, J, nit = self.pending
+            cost, w = self.p.loss.evaluate(r)
+            rw = r if w is None else w * r
+            self.current = Point(x, r, J, _rmatvec(J, rw).reshape(self.shape), cost, 0, nit)
 
     def report(self, intermediate_result):
         """SciPy's callback: the user's, with fastfactor's fields and iteration count."""
