@@ -98,21 +98,41 @@ def objective(fun, jac, args, shape, dtype):
     """``(fg, args_type)`` of the user's compiled functions, or None when they do not
     compile for x's type (or ``args`` cannot be typed)."""
     fun, jac = _unwrapped(fun, jac)
+    return cached_adapter(_adapters, adapter, fun, jac, args, shape, dtype)
+
+
+def cached_adapter(cache, build, fun, jac, args, shape, dtype):
+    """``(build(fun, jac, shape, dtype, args_type), args_type)``, kept in ``cache`` (the
+    oldest of ``ADAPTERS_KEPT`` dropped first); None when ``args`` cannot be typed or
+    the functions do not compile for x's type."""
     try:
         args_type = numba.typeof(args)
     except (ValueError, TypeError):
         return None
     key = (fun, jac, tuple(shape), np.dtype(dtype), args_type)
-    fg = _adapters.get(key)
-    if fg is None:
+    built = cache.get(key)
+    if built is None:
         try:
-            fg = adapter(fun, jac, shape, dtype, args_type)
+            built = build(fun, jac, shape, dtype, args_type)
         except NumbaError:
             return None
-        if len(_adapters) >= ADAPTERS_KEPT:
-            del _adapters[next(iter(_adapters))]
-        _adapters[key] = fg
-    return fg, args_type
+        if len(cache) >= ADAPTERS_KEPT:
+            del cache[next(iter(cache))]
+        cache[key] = built
+    return built, args_type
+
+
+def call_until_done(call, ist, nit_slot, status_slot, running):
+    """``call(nit_stop)`` (one call of a compiled loop) until ``ist[status_slot]`` is no
+    longer ``running``: the first call runs one iteration, each next one about
+    ``CALL_SECONDS`` from the rate of the last, so that Ctrl-C is seen between calls.
+    What a call raises propagates."""
+    stop = 1
+    while ist[status_slot] == running:
+        nit0, start = int(ist[nit_slot]), time.perf_counter()
+        call(stop)
+        rate = (int(ist[nit_slot]) - nit0 + 1) / max(time.perf_counter() - start, 1e-9)
+        stop = int(ist[nit_slot]) + max(1, int(rate * CALL_SECONDS))
 
 
 def _tables(opt, layout, dtype, size):
@@ -169,14 +189,9 @@ def drive(opt, layout, x, shape, fg, args_type, args, box, gtol, maxiter):
     _, fg_type = signature(dtype, args_type)
     solve = _solver((fg_type,) + tuple(numba.typeof(a) for a in rest))
     error = None
-    stop = 1
     try:
-        while ist[_loop.STATUS] == _loop.RUNNING:
-            nit0, start = int(ist[_loop.NIT]), time.perf_counter()
-            solve(fg, *rest[:-3], stop, ist, fst)
-            # the next call runs for about CALL_SECONDS: Ctrl-C is seen between calls
-            rate = (int(ist[_loop.NIT]) - nit0 + 1) / max(time.perf_counter() - start, 1e-9)
-            stop = int(ist[_loop.NIT]) + max(1, int(rate * CALL_SECONDS))
+        call_until_done(lambda stop: solve(fg, *rest[:-3], stop, ist, fst), ist, _loop.NIT,
+                        _loop.STATUS, _loop.RUNNING)
     except (KeyboardInterrupt, Exception) as exc:
         if isinstance(exc, GradientShapeError):  # the Python loop's error and message
             exc = ValueError(shape_message(ist[_loop.INFO:], shape))

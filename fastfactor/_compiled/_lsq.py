@@ -9,11 +9,9 @@ Python callable, a large x, ``args`` that Numba cannot type, functions that do n
 compile for x0's type.
 """
 
-import time
 
 import numba
 import numpy as np
-from numba.core.errors import NumbaError
 
 from .._backends.cpu._jit import jit_signature
 from .._backends.cpu._notice import announce_also
@@ -78,23 +76,11 @@ def fallback_reason(problem, a, opt, x):
 def adapters(problem, shape, dtype):
     """``(res, jac, args_type)`` of the problem's compiled functions, or None when they do
     not compile for x's type (or ``args`` cannot be typed)."""
-    from . import ADAPTERS_KEPT
+    from . import cached_adapter
 
-    try:
-        args_type = numba.typeof(problem.args)
-    except (ValueError, TypeError):
-        return None
-    key = (problem.fun, problem.jac, tuple(shape), np.dtype(dtype), args_type)
-    found = _adapters.get(key)
-    if found is None:
-        try:
-            found = lsq_adapters(problem.fun, problem.jac, shape, dtype, args_type)
-        except NumbaError:
-            return None
-        if len(_adapters) >= ADAPTERS_KEPT:
-            del _adapters[next(iter(_adapters))]
-        _adapters[key] = found
-    return found + (args_type,)
+    found = cached_adapter(_adapters, lsq_adapters, problem.fun, problem.jac, problem.args,
+                           shape, dtype)
+    return None if found is None else found[0] + (found[1],)
 
 
 def _solver(dtype, args_type, res_type, jac_type, rest):
@@ -114,7 +100,7 @@ def drive(run, problem, opt, layout, z0, zbox, compiled, budget, maxiter):
     compiled loop: an ``Outcome`` as ``_driver.drive`` returns it for ``run``'s stop
     hook, with ``run.best`` set and the problem's counts advanced. ``budget``: the most
     evaluations left (None: no limit); ``zbox``: the scaled bounds or None."""
-    from . import CALL_SECONDS, INT64_MAX, _tables
+    from . import INT64_MAX, _tables, call_until_done
 
     res, jac, args_type = compiled
     x0, r0, J0, g0, cost0, _ = run.first
@@ -147,13 +133,10 @@ def drive(run, problem, opt, layout, z0, zbox, compiled, budget, maxiter):
             np.zeros(window + 1), 0, ist, fst)
     (_, res_type), (_, jac_type) = lsq_signatures(dtype, args_type)
     solve = _solver(dtype, args_type, res_type, jac_type, rest)
-    error, stop = None, 1
+    error = None
     try:
-        while ist[L.STATUS] == L.RUNNING:
-            nit0, start = int(ist[L.NIT]), time.perf_counter()
-            solve(res, jac, *rest[:-3], stop, ist, fst)
-            rate = (int(ist[L.NIT]) - nit0 + 1) / max(time.perf_counter() - start, 1e-9)
-            stop = int(ist[L.NIT]) + max(1, int(rate * CALL_SECONDS))
+        call_until_done(lambda stop: solve(res, jac, *rest[:-3], stop, ist, fst), ist, L.NIT,
+                        L.STATUS, L.RUNNING)
     except (KeyboardInterrupt, Exception) as exc:
         error = _python_error(exc, ist[L.INFO:], m, n)
     info = ist[L.INFO:]

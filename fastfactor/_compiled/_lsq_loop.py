@@ -26,6 +26,7 @@ from .._backends.cpu import _kernels as k
 from .._backends.cpu._jit import jit_inline
 from .._lsq._reductions import rmatvec, sum_squares
 from ._loop import _clip, _commit, _prepare, _scan, scalars
+from ._objective import NFEV
 
 # ist slots; from INFO on, the adapters' ``info`` (``_objective``: counts, wrong shapes)
 NIT, T, STATUS, CURRENT, PREPARED, BEST_NIT, SEEN, MAXITER, BUDGET, WINDOW, INFO = range(11)
@@ -38,7 +39,6 @@ RUNNING, MAXITER_REACHED, NONFINITE, GTOL_MET, XTOL_MET, HANDOVER, BUDGET_SPENT 
     -1, 1, 2, 10, 11, 12, 13)
 #: The row of the lowest-cost evaluation in ``x3``, ``r3``, ``J3``, ``g3``.
 LOWEST = 2
-NFEV = 0  # the adapters' evaluation count in ``info`` (``_objective.NFEV``)
 
 
 @jit_inline

@@ -54,8 +54,7 @@ class _Finish:
             if fixed.any():
                 self.idx = np.flatnonzero(~fixed)
         self.lb, self.ub = lb, ub
-        self.pending = None  # (x, r, J, nit) of the last J, until `current` is asked
-        self.current = start
+        self.current = start  # the setter also sets `pending` (the last J, unsettled) to None
         self.last_r = None  # (flat x, r) of the last residuals SciPy asked for
         self.callback, self.nit0, self.nit = callback, nit0, 0
 
